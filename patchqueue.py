@@ -169,6 +169,8 @@ def extract_sdist(sdist: str, dest: str) -> str:
             name = os.path.normpath(member.name)
             if name.startswith(('/', '..')) or not (member.isfile() or member.isdir()):
                 raise BuildError('{0}: unexpected member {1!r}; refusing to unpack'.format(sdist, member.name))
+            # the unpacked tree belongs to whoever builds, not to the uid recorded in the archive
+            member.uid, member.gid, member.uname, member.gname = os.getuid(), os.getgid(), '', ''
         tar.extractall(dest, members)
     tops = os.listdir(dest)
     if len(tops) != 1:

@@ -1,0 +1,19 @@
+# The two commands of README.md: `make install` builds and installs the patched Patroni, `make test` runs every test.
+# The venv is made with Debian's /usr/bin/python3 so that the postgres user can run what it holds.
+PYTHON ?= /usr/bin/python3
+VENV ?= .venv
+EXTRAS ?= etcd3,psycopg2-binary
+
+.PHONY: install test deps
+
+install:
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check '.[$(EXTRAS)]'
+	$(VENV)/bin/patroni --version
+
+deps:
+	tests/deps.sh
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+
+test: deps
+	$(VENV)/bin/python -m pytest tests
