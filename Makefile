@@ -16,4 +16,4 @@ deps:
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 
 test: deps
-	$(VENV)/bin/python -m pytest tests
+	$(VENV)/bin/python -m pytest tests generated/upstream-tests/test_systemd.py

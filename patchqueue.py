@@ -332,7 +332,7 @@ def patched_tree(root: str, pin: Pin, dest: str) -> str:
 
 
 def build(root: str = HERE) -> Dict[str, Any]:
-    """Materialise the patched package into ``<root>/patroni`` and its metadata into ``<root>/generated``.
+    """Materialise the patched package into ``<root>/patroni``; its metadata and tests into ``<root>/generated``.
 
     Nothing is rebuilt when the stamp of the generated tree matches the inputs (this is also how a build from our
     own sdist, which carries the generated tree, works without the pristine sdist). The new tree is prepared
@@ -354,6 +354,8 @@ def build(root: str = HERE) -> Dict[str, Any]:
         staged = os.path.join(tmp, 'staged')
         os.makedirs(os.path.join(staged, 'generated'))
         shutil.copytree(os.path.join(tree, 'patroni'), os.path.join(staged, 'patroni'))
+        # the series' upstream-style unit tests, for the ones that run without upstream's git checkout
+        shutil.copytree(os.path.join(tree, 'tests'), os.path.join(staged, 'generated', 'upstream-tests'))
         shutil.copy2(os.path.join(tree, 'LICENSE'), os.path.join(staged, 'generated', 'LICENSE'))
         with open(os.path.join(staged, 'generated', 'metadata.json'), 'w') as f:
             json.dump(metadata, f, indent=1, sort_keys=True)

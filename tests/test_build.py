@@ -185,3 +185,16 @@ def test_wheel_installs_without_git_or_network(project, tmp_path):
                          stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
     assert out.split() == ['4.1.5+sdnotify.1', '4.1.5+sdnotify.1', 'True']
     assert os.access(str(venv / 'bin' / 'patroni'), os.X_OK)
+
+
+@pytest.mark.parametrize('name', series())
+def test_patch_has_dep3_header(name):
+    with open(os.path.join(ROOT, 'patches', name)) as f:
+        header = f.read().split('\n---\n', 1)[0]
+    lines = header.splitlines()
+    assert lines[0].startswith('From 0000000000000000000000000000000000000000 ')
+    fields = [line.split(':', 1)[0] for line in lines if ':' in line]
+    for field in ('From', 'Date', 'Subject', 'Forwarded', 'Last-Update'):
+        assert field in fields, field
+    assert 'Bug' in fields or 'Bug-Debian' in fields
+    assert len(header.split('\n\n', 2)[1].splitlines()) >= 3, 'the description says why'
