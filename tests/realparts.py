@@ -1,0 +1,252 @@
+"""Real parts for the integration tests: etcd 3.4 and PostgreSQL 15 from Debian, the installed patched Patroni.
+
+Everything listens on 127.0.0.1, lives under one temporary directory and is ended by PID. Patroni runs as the
+``postgres`` user (PostgreSQL refuses to run as root).
+"""
+
+import base64
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ETCD = os.path.join(ROOT, '.cache', 'etcd', 'usr', 'bin', 'etcd')
+PG_BIN = '/usr/lib/postgresql/15/bin'
+BIN = os.path.dirname(sys.executable)
+POSTGRES = pwd.getpwnam('postgres')
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
+    """Poll *predicate* until it returns something true; fail with *what* after *timeout* seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError('timed out after {0}s waiting for {1}'.format(timeout, what))
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def http_json(url: str, body: Optional[Dict[str, Any]] = None, timeout: float = 2) -> Any:
+    """GET (or POST *body* to) *url* and decode the JSON answer; ``None`` if nothing answers."""
+    data = json.dumps(body).encode() if body is not None else None
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=timeout) as r:
+            return json.loads(r.read().decode())
+    except (OSError, ValueError):
+        return None
+
+
+class Workdir(object):
+    """A directory the postgres user owns, removed at the end."""
+
+    def __init__(self) -> None:
+        self.path = tempfile.mkdtemp(prefix='sdnotify-')
+        os.chmod(self.path, 0o755)
+        os.chown(self.path, POSTGRES.pw_uid, POSTGRES.pw_gid)
+
+    def mkdir(self, name: str) -> str:
+        path = os.path.join(self.path, name)
+        os.mkdir(path, 0o755)
+        os.chown(path, POSTGRES.pw_uid, POSTGRES.pw_gid)
+        return path
+
+    def file(self, name: str, text: str, mode: int = 0o644) -> str:
+        path = os.path.join(self.path, name)
+        with open(path, 'w') as f:
+            f.write(text)
+        os.chmod(path, mode)
+        os.chown(path, POSTGRES.pw_uid, POSTGRES.pw_gid)
+        return path
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+class Etcd(object):
+    """One etcd 3.4 member on loopback."""
+
+    def __init__(self, workdir: str) -> None:
+        self.port, peer = free_port(), free_port()
+        self.url = 'http://127.0.0.1:{0}'.format(self.port)
+        peer_url = 'http://127.0.0.1:{0}'.format(peer)
+        self.log = open(os.path.join(workdir, 'etcd.log'), 'w')
+        self.proc = subprocess.Popen([ETCD, '--name', 'it', '--data-dir', os.path.join(workdir, 'etcd'),
+                                      '--listen-client-urls', self.url, '--advertise-client-urls', self.url,
+                                      '--listen-peer-urls', peer_url, '--initial-advertise-peer-urls', peer_url,
+                                      '--initial-cluster', 'it=' + peer_url], stdout=self.log, stderr=self.log)
+        wait_for(lambda: (http_json(self.url + '/health') or {}).get('health') == 'true', 30, 'etcd health')
+
+    def get(self, key: str) -> Optional[str]:
+        """The value of *key*, or ``None``."""
+        answer = http_json(self.url + '/v3/kv/range', {'key': base64.b64encode(key.encode()).decode()})
+        kvs = (answer or {}).get('kvs') or []
+        return base64.b64decode(kvs[0]['value']).decode() if kvs else None
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+        self.log.close()
+
+
+class NotifyListener(object):
+    """Plays the service manager's side of sd_notify(3): records every datagram with its arrival time."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.messages: List[Tuple[float, str]] = []
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind('\0' + address[1:] if address.startswith('@') else address)
+        if not address.startswith('@'):
+            os.chmod(address, 0o777)
+        self.sock.settimeout(0.2)
+        self._stop = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self._stop:
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.messages.append((time.time(), data.decode()))
+
+    def names(self) -> List[str]:
+        """The first assignment of each message, e.g. ``['READY=1', 'RELOADING=1']``."""
+        return [m.split('\n')[0] for _, m in self.messages]
+
+    def wait(self, message: str, count: int = 1, timeout: float = 60) -> float:
+        """Wait for the *count*-th message that begins with *message*; return its arrival time."""
+        def found() -> Optional[float]:
+            times = [t for t, m in self.messages if m.split('\n')[0] == message]
+            return times[count - 1] if len(times) >= count else None
+        return wait_for(found, timeout, '{0} #{1} (got {2})'.format(message, count, self.names()))
+
+    def close(self) -> None:
+        self._stop = True
+        self.thread.join(5)
+        self.sock.close()
+
+
+class Patroni(object):
+    """One patched Patroni node: its config file, its process, its log."""
+
+    def __init__(self, workdir: Workdir, etcd: Etcd, scope: str, name: str = 'node1',
+                 extra: Optional[Dict[str, Any]] = None) -> None:
+        self.workdir = workdir
+        self.etcd = etcd
+        self.scope = scope
+        self.name = name
+        self.api_port, self.pg_port = free_port(), free_port()
+        self.api = 'http://127.0.0.1:{0}'.format(self.api_port)
+        self.dir = workdir.mkdir(scope + '-' + name)
+        self.data_dir = os.path.join(self.dir, 'data')
+        self.extra = extra or {}
+        self.config_path = ''
+        self.proc: Optional['subprocess.Popen[bytes]'] = None
+        self.log_path = os.path.join(self.dir, 'patroni.log')
+        self.write_config()
+
+    def write_config(self, tags: Optional[Dict[str, Any]] = None, raw: Optional[str] = None) -> None:
+        """(Re)write the configuration file, atomically."""
+        config = {
+            'scope': self.scope, 'name': self.name,
+            'log': {'level': 'INFO', 'format': '%(asctime)s.%(msecs)03d %(levelname)s: %(message)s',
+                    'dateformat': '%s'},
+            'restapi': {'listen': '127.0.0.1:{0}'.format(self.api_port),
+                        'connect_address': '127.0.0.1:{0}'.format(self.api_port)},
+            'etcd3': {'hosts': '127.0.0.1:{0}'.format(self.etcd.port)},
+            'bootstrap': {'dcs': {'ttl': 20, 'loop_wait': 2, 'retry_timeout': 5}},
+            'postgresql': {
+                'listen': '127.0.0.1:{0}'.format(self.pg_port),
+                'connect_address': '127.0.0.1:{0}'.format(self.pg_port),
+                'data_dir': self.data_dir, 'bin_dir': PG_BIN,
+                'pgpass': os.path.join(self.dir, 'pgpass'),
+                'authentication': {'superuser': {'username': 'postgres'},
+                                   'replication': {'username': 'postgres'}},
+                'pg_hba': ['local all all trust', 'host all all 127.0.0.1/32 trust',
+                           'host replication all 127.0.0.1/32 trust'],
+                'parameters': {'unix_socket_directories': self.dir, 'shared_buffers': '16MB',
+                               'max_connections': 20, 'fsync': 'off'},
+            },
+            'tags': tags or {},
+        }
+        for key, value in self.extra.items():
+            config[key] = dict(config.get(key) or {}, **value) if isinstance(value, dict) else value
+        text = raw if raw is not None else json.dumps(config, indent=1)  # JSON is YAML
+        tmp = self.workdir.file(os.path.join(self.dir, 'patroni.yml.tmp'), text)
+        self.config_path = os.path.join(self.dir, 'patroni.yml')
+        os.rename(tmp, self.config_path)
+
+    def start(self, notify_socket: Optional[str], block_sighup: bool = False) -> 'subprocess.Popen[bytes]':
+        """Spawn the daemon as postgres, the way the unit does (optionally with SIGHUP blocked by env)."""
+        env = {'PATH': '/usr/bin:/bin', 'HOME': self.dir, 'LC_ALL': 'C.UTF-8'}
+        if notify_socket:
+            env['NOTIFY_SOCKET'] = notify_socket
+        cmd = [os.path.join(BIN, 'patroni'), self.config_path]
+        if block_sighup:
+            cmd = ['/usr/bin/env', '--block-signal=HUP'] + cmd
+        log = open(self.log_path, 'a')
+        self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, user=POSTGRES.pw_uid,
+                                     group=POSTGRES.pw_gid, extra_groups=[], cwd=self.dir)
+        log.close()
+        return self.proc
+
+    def log(self) -> str:
+        with open(self.log_path) as f:
+            return f.read()
+
+    def status(self) -> Dict[str, Any]:
+        return http_json(self.api + '/patroni') or {}
+
+    def wait_running(self, timeout: float = 60) -> Dict[str, Any]:
+        return wait_for(lambda: self.status().get('state') == 'running' and self.status(), timeout,
+                        '{0} running PostgreSQL'.format(self.name))
+
+    def postmaster_pid(self) -> Optional[int]:
+        try:
+            with open(os.path.join(self.data_dir, 'postmaster.pid')) as f:
+                return int(f.readline())
+        except (OSError, ValueError):
+            return None
+
+    def stop(self, timeout: float = 60) -> int:
+        """SIGTERM the daemon (by PID) and wait for it; returns its exit code."""
+        assert self.proc
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        """Last resort at teardown: end the daemon and its PostgreSQL, by PID."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        pid = self.postmaster_pid()
+        if pid:
+            try:
+                os.kill(pid, signal.SIGQUIT)
+            except OSError:
+                pass

@@ -1,0 +1,155 @@
+"""The real patched ``patroni`` with PostgreSQL 15 and etcd 3.4 on loopback; this test plays the service manager.
+
+What is asserted is what systemd would see on its notify socket, and what Patroni's children inherit.
+"""
+
+import os
+import signal
+import time
+import uuid
+
+import pytest
+
+from realparts import Etcd, NotifyListener, Patroni, wait_for, Workdir
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope='module')
+def workdir():
+    w = Workdir()
+    yield w
+    w.cleanup()
+
+
+@pytest.fixture(scope='module')
+def etcd(workdir):
+    e = Etcd(workdir.path)
+    yield e
+    e.stop()
+
+
+@pytest.fixture
+def node(workdir, etcd):
+    nodes = []
+
+    def make(**kwargs):
+        n = Patroni(workdir, etcd, 'it-' + uuid.uuid4().hex[:8], **kwargs)
+        nodes.append(n)
+        return n
+    yield make
+    for n in nodes:
+        n.kill()
+
+
+@pytest.fixture
+def listener(workdir):
+    listeners = []
+
+    def make(address=None):
+        address = address or os.path.join(workdir.path, 'notify-' + uuid.uuid4().hex[:8])
+        lst = NotifyListener(address)
+        listeners.append(lst)
+        return lst
+    yield make
+    for lst in listeners:
+        lst.close()
+
+
+def read_env(path):
+    with open(path) as f:
+        return dict(line.split('=', 1) for line in f.read().splitlines() if '=' in line)
+
+
+def first_cycle_time(log):
+    """Time stamp of the first HA cycle's own log line (the line ``Patroni._run_cycle`` logs)."""
+    for line in log.splitlines():
+        if 'bootstrap' in line and 'INFO: ' in line or 'the leader with the lock' in line:
+            return float(line.split(' ', 1)[0])
+    raise AssertionError('no HA cycle line in:\n' + log)
+
+
+def test_sequence_ready_after_first_cycle_and_children_never_see_the_socket(node, listener, workdir, etcd):
+    dump = '#!/bin/sh\nenv > {0}/$(basename $0)-$1.env\n'.format(workdir.path)
+    callback = workdir.file('callback', dump, 0o755)
+    bootstrap = workdir.file('bootstrap', dump.replace('-$1', '') + 'for a; do case "$a" in --datadir=*) '
+                             'd="${a#--datadir=}";; esac; done\nexec /usr/lib/postgresql/15/bin/initdb -D "$d" '
+                             '-U postgres >/dev/null\n', 0o755)
+    n = node(extra={'bootstrap': {'method': 'custom', 'custom': {'command': bootstrap}},
+                    'postgresql': {'callbacks': {'on_start': callback, 'on_stop': callback}}})
+    manager = listener()
+    n.start(manager.address)
+    ready = manager.wait('READY=1')
+    # READY=1 comes right after the first HA cycle, not before it
+    assert ready >= first_cycle_time(n.log()) - 0.002
+    n.wait_running()
+    # children: the bootstrap script, the callbacks, the postmaster: none inherits NOTIFY_SOCKET
+    for name in ('bootstrap.env', 'callback-on_start.env'):
+        path = wait_for(lambda: os.path.exists(os.path.join(workdir.path, name)) and os.path.join(workdir.path, name),
+                        30, name)
+        assert 'NOTIFY_SOCKET' not in read_env(path), path
+    with open('/proc/{0}/environ'.format(n.postmaster_pid()), 'rb') as f:
+        assert b'NOTIFY_SOCKET' not in f.read()
+    assert etcd.get('/service/{0}/leader'.format(n.scope)) == 'node1'
+    postmaster = n.postmaster_pid()
+    assert n.stop() == 0
+    assert manager.names() == ['READY=1', 'STOPPING=1']
+    assert etcd.get('/service/{0}/leader'.format(n.scope)) is None
+    assert not os.path.exists('/proc/{0}'.format(postmaster))
+    stop_env = wait_for(lambda: os.path.exists(os.path.join(workdir.path, 'callback-on_stop.env')), 30, 'on_stop')
+    assert stop_env and 'NOTIFY_SOCKET' not in read_env(os.path.join(workdir.path, 'callback-on_stop.env'))
+
+
+@pytest.mark.parametrize('delays, blocked', [((0, 10, 20, 50, 100, 200, 500), True), ((50, 100, 200, 500), False)],
+                         ids=['launched-with-SIGHUP-blocked', 'plain-exec'])
+def test_sighup_during_start_up_is_a_reload(node, listener, delays, blocked):
+    n = node()
+    for i, delay in enumerate(delays):
+        n.write_config(tags={'trial': 'before'})
+        manager = listener()
+        proc = n.start(manager.address, block_sighup=blocked)
+        time.sleep(delay / 1000.0)  # the input of the trial: when the signal comes, not a synchronisation
+        n.write_config(tags={'trial': str(delay)})
+        proc.send_signal(signal.SIGHUP)
+        try:
+            manager.wait('READY=1', timeout=90)
+        except AssertionError as e:
+            raise AssertionError('{0} ms, exit code {1}: {2}\n{3}'.format(delay, proc.poll(), e, n.log()[-3000:]))
+        assert proc.poll() is None, 'killed by a SIGHUP {0} ms after exec: exit {1}'.format(delay, proc.returncode)
+        wait_for(lambda: n.status().get('tags') == {'trial': str(delay)}, 30,
+                 'the config as of the signal ({0} ms) in effect: {1}'.format(delay, n.status().get('tags')))
+        if 'RELOADING=1' in manager.names():  # the signal came after READY=1: let that reload finish
+            manager.wait('READY=1', count=2)
+        assert n.stop() == 0
+        names = manager.names()
+        assert names[0] == 'READY=1' and names[-1] == 'STOPPING=1', names
+        assert names.count('RELOADING=1') == names.count('READY=1') - 1, names
+
+
+def test_abstract_socket(node, listener):
+    n = node()
+    manager = listener('@patroni-it-' + uuid.uuid4().hex[:8])
+    n.start(manager.address)
+    manager.wait('READY=1')
+    n.wait_running()
+    n.proc.send_signal(signal.SIGHUP)
+    manager.wait('READY=1', count=2)
+    assert n.stop() == 0
+    assert manager.names() == ['READY=1', 'RELOADING=1', 'READY=1', 'STOPPING=1']
+
+
+@pytest.mark.parametrize('kind', ['missing-path', 'not-a-socket', 'relative'])
+def test_unusable_socket_one_warning_and_patroni_runs_on(node, workdir, kind):
+    n = node()
+    address = {'missing-path': os.path.join(workdir.path, 'no', 'such', 'socket'),
+               'not-a-socket': workdir.file('plain-file-' + uuid.uuid4().hex[:8], ''),
+               'relative': 'relative/socket'}[kind]
+    n.start(address)
+    status = n.wait_running()
+    assert status['role'] == 'primary'
+    n.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: 'No local configuration items changed.' in n.log(), 30, 'the reload being logged')
+    assert n.stop() == 0
+    warnings = [line for line in n.log().splitlines() if 'NOTIFY_SOCKET' in line]
+    assert len(warnings) == 1, warnings
+    assert 'WARNING' in warnings[0]
