@@ -79,8 +79,8 @@ def main() -> int:
         values.sort()
         p95 = values[min(len(values) - 1, int(round(0.95 * (len(values) - 1))))]
         p50 = statistics.median(values)
-        print('{0:34} {1:7.1f} {2:7.1f} {3:7.1f} {4:7.1f} {5:12.1f}'.format(name, values[0], p50, p95, values[-1],
-                                                                          p50 - floor))
+        row = (name, values[0], p50, p95, values[-1], p50 - floor)
+        print('{0:34} {1:7.1f} {2:7.1f} {3:7.1f} {4:7.1f} {5:12.1f}'.format(*row))
     return 0
 
 
