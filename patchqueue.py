@@ -316,15 +316,15 @@ def read_generated(root: str) -> Optional[Dict[str, Any]]:
         return None
 
 
-def patched_tree(root: str, pin: Pin, dest: str) -> str:
-    """Unpack the verified sdist into *dest* and apply the whole series to it.
+def patched_tree(root: str, pin: Pin, patches: List[str], dest: str) -> str:
+    """Unpack the verified sdist into *dest* and apply the series to it.
 
     :param root: the project directory.
     :param pin: the pin.
+    :param patches: the patch files, in order.
     :param dest: an empty directory.
     :returns: the patched tree.
     """
-    patches = read_series(root)
     tree = extract_sdist(obtain_sdist(root, pin), dest)
     for patch in patches:
         apply_patch(tree, patch)
@@ -342,12 +342,13 @@ def build(root: str = HERE) -> Dict[str, Any]:
     :returns: the metadata, including ``version``.
     """
     pin = Pin(root)
-    stamp = stamp_of(pin, read_series(root))
+    patches = read_series(root)
+    stamp = stamp_of(pin, patches)
     current = read_generated(root)
     if current and current.get('stamp') == stamp and os.path.isdir(os.path.join(root, 'patroni')):
         return current
     with tempfile.TemporaryDirectory(prefix='build-', dir=cache_dir(root)) as tmp:
-        tree = patched_tree(root, pin, os.path.join(tmp, 'src'))
+        tree = patched_tree(root, pin, patches, os.path.join(tmp, 'src'))
         set_version(tree, pin)
         metadata = upstream_metadata(tree)
         metadata.update(stamp=stamp, version=pin.package_version, upstream_version=pin.version)

@@ -169,7 +169,7 @@ class Patroni(object):
         self.log_path = os.path.join(self.dir, 'patroni.log')
         self.write_config()
 
-    def write_config(self, tags: Optional[Dict[str, Any]] = None, raw: Optional[str] = None) -> None:
+    def write_config(self, tags: Optional[Dict[str, Any]] = None) -> None:
         """(Re)write the configuration file, atomically."""
         config = {
             'scope': self.scope, 'name': self.name,
@@ -195,8 +195,7 @@ class Patroni(object):
         }
         for key, value in self.extra.items():
             config[key] = dict(config.get(key) or {}, **value) if isinstance(value, dict) else value
-        text = raw if raw is not None else json.dumps(config, indent=1)  # JSON is YAML
-        tmp = self.workdir.file(os.path.join(self.dir, 'patroni.yml.tmp'), text)
+        tmp = self.workdir.file(os.path.join(self.dir, 'patroni.yml.tmp'), json.dumps(config, indent=1))  # JSON is YAML
         self.config_path = os.path.join(self.dir, 'patroni.yml')
         os.rename(tmp, self.config_path)
 
@@ -222,8 +221,10 @@ class Patroni(object):
         return http_json(self.api + '/patroni') or {}
 
     def wait_running(self, timeout: float = 60) -> Dict[str, Any]:
-        return wait_for(lambda: self.status().get('state') == 'running' and self.status(), timeout,
-                        '{0} running PostgreSQL'.format(self.name))
+        def running() -> Optional[Dict[str, Any]]:
+            status = self.status()
+            return status if status.get('state') == 'running' else None
+        return wait_for(running, timeout, '{0} running PostgreSQL'.format(self.name))
 
     def postmaster_pid(self) -> Optional[int]:
         try:
