@@ -14,6 +14,9 @@ install:
 deps:
 	tests/deps.sh
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	# the control: unpatched upstream from pip, in its own venv
+	test -x .venv-upstream/bin/patroni || ($(PYTHON) -m venv .venv-upstream && \
+	  .venv-upstream/bin/pip install --quiet --disable-pip-version-check 'patroni[$(EXTRAS)]==4.1.5')
 
 test: deps
 	$(VENV)/bin/python -m pytest tests generated/upstream-tests/test_systemd.py

@@ -56,6 +56,38 @@ def http_json(url: str, body: Optional[Dict[str, Any]] = None, timeout: float = 
         return None
 
 
+def patroni_config(directory: str, scope: str, name: str, etcd_port: int, api_port: int, pg_port: int,
+                   tags: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """A small, fast Patroni configuration on loopback; everything of the node lives under *directory*.
+
+    ``loop_wait`` and ``ttl`` are lowered and ``fsync`` is off, so that the tests stay fast.
+    """
+    return {
+        'scope': scope, 'name': name,
+        'log': {'level': 'INFO', 'format': '%(asctime)s.%(msecs)03d %(levelname)s: %(message)s', 'dateformat': '%s'},
+        'restapi': {'listen': '127.0.0.1:{0}'.format(api_port), 'connect_address': '127.0.0.1:{0}'.format(api_port)},
+        'etcd3': {'hosts': '127.0.0.1:{0}'.format(etcd_port)},
+        'bootstrap': {'dcs': {'ttl': 20, 'loop_wait': 2, 'retry_timeout': 5}},
+        'postgresql': {
+            'listen': '127.0.0.1:{0}'.format(pg_port), 'connect_address': '127.0.0.1:{0}'.format(pg_port),
+            'data_dir': os.path.join(directory, 'data'), 'bin_dir': PG_BIN,
+            'pgpass': os.path.join(directory, 'pgpass'),
+            'authentication': {'superuser': {'username': 'postgres'}, 'replication': {'username': 'postgres'}},
+            'pg_hba': ['local all all trust', 'host all all 127.0.0.1/32 trust',
+                       'host replication all 127.0.0.1/32 trust'],
+            'parameters': {'unix_socket_directories': directory, 'shared_buffers': '16MB', 'max_connections': 20,
+                           'fsync': 'off'},
+        },
+        'tags': tags or {},
+    }
+
+
+def write_config(workdir: 'Workdir', path: str, config: Dict[str, Any]) -> str:
+    """Write *config* to *path* atomically (JSON is YAML), owned by postgres; returns *path*."""
+    os.rename(workdir.file(path + '.tmp', json.dumps(config, indent=1)), path)
+    return path
+
+
 class Workdir(object):
     """A directory the postgres user owns, removed at the end."""
 
@@ -171,33 +203,10 @@ class Patroni(object):
 
     def write_config(self, tags: Optional[Dict[str, Any]] = None) -> None:
         """(Re)write the configuration file, atomically."""
-        config = {
-            'scope': self.scope, 'name': self.name,
-            'log': {'level': 'INFO', 'format': '%(asctime)s.%(msecs)03d %(levelname)s: %(message)s',
-                    'dateformat': '%s'},
-            'restapi': {'listen': '127.0.0.1:{0}'.format(self.api_port),
-                        'connect_address': '127.0.0.1:{0}'.format(self.api_port)},
-            'etcd3': {'hosts': '127.0.0.1:{0}'.format(self.etcd.port)},
-            'bootstrap': {'dcs': {'ttl': 20, 'loop_wait': 2, 'retry_timeout': 5}},
-            'postgresql': {
-                'listen': '127.0.0.1:{0}'.format(self.pg_port),
-                'connect_address': '127.0.0.1:{0}'.format(self.pg_port),
-                'data_dir': self.data_dir, 'bin_dir': PG_BIN,
-                'pgpass': os.path.join(self.dir, 'pgpass'),
-                'authentication': {'superuser': {'username': 'postgres'},
-                                   'replication': {'username': 'postgres'}},
-                'pg_hba': ['local all all trust', 'host all all 127.0.0.1/32 trust',
-                           'host replication all 127.0.0.1/32 trust'],
-                'parameters': {'unix_socket_directories': self.dir, 'shared_buffers': '16MB',
-                               'max_connections': 20, 'fsync': 'off'},
-            },
-            'tags': tags or {},
-        }
+        config = patroni_config(self.dir, self.scope, self.name, self.etcd.port, self.api_port, self.pg_port, tags)
         for key, value in self.extra.items():
             config[key] = dict(config.get(key) or {}, **value) if isinstance(value, dict) else value
-        tmp = self.workdir.file(os.path.join(self.dir, 'patroni.yml.tmp'), json.dumps(config, indent=1))  # JSON is YAML
-        self.config_path = os.path.join(self.dir, 'patroni.yml')
-        os.rename(tmp, self.config_path)
+        self.config_path = write_config(self.workdir, os.path.join(self.dir, 'patroni.yml'), config)
 
     def start(self, notify_socket: Optional[str], block_sighup: bool = False) -> 'subprocess.Popen[bytes]':
         """Spawn the daemon as postgres, the way the unit does (optionally with SIGHUP blocked by env)."""

@@ -1,0 +1,209 @@
+"""A real systemd (the machine's /lib/systemd/systemd, 252 on Debian 12) as PID 1 of its own namespaces.
+
+pid, mount, uts, ipc, net and cgroup namespaces; fresh /proc, /sys and cgroup2; a tmpfs /run; only the units given
+(plus stub targets). Nothing reaches the host: no journald (units log to files), loopback of its own, /proc/sys
+read-only (PID 1 would raise fs.file-max and fs.nr_open), ``container=`` set (otherwise systemd logs to the host's
+kernel log, makes / shared and tries a global swapoff on exit). The host's cgroups are hybrid, so systemd gets a
+cgroup2 group of its own under /sys/fs/cgroup/unified, entered before ``unshare --cgroup`` and removed at the end.
+Processes are ended by PID: ``systemctl exit``, and SIGKILL of our ``unshare`` (whose --kill-child takes the
+namespace's PID 1, and with it every process in it) if that fails.
+"""
+
+import base64
+import json
+import os
+import subprocess
+import threading
+import time
+import uuid
+
+from typing import Any, Dict, List, Optional
+
+from realparts import POSTGRES, wait_for
+
+SYSTEMD = '/lib/systemd/systemd'
+CGROUP_PARENT = '/sys/fs/cgroup/unified'
+TARGET = 'sdnotify.target'
+
+INNER = """#!/bin/sh
+set -e
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+mount -t tmpfs -o mode=755 tmpfs /run
+mount --bind /proc/sys /proc/sys
+mount -o remount,bind,ro /proc/sys
+mount --bind "$CONSOLE" /dev/console
+ip link set lo up
+exec env -i container=patroni-sdnotify-test SYSTEMD_UNIT_PATH="$UNITS" {systemd} --unit={target}
+""".format(systemd=SYSTEMD, target=TARGET)
+
+STUBS = {
+    'exit.target': '[Unit]\nDescription=Exit the harness\nDefaultDependencies=no\nRequires=sdnotify-exit.service\n'
+                   'After=sdnotify-exit.service\nAllowIsolate=yes\n',
+    'sdnotify-exit.service': '[Unit]\nDescription=Exit the harness\nDefaultDependencies=no\nSuccessAction=exit-force\n'
+                             '\n[Service]\nType=oneshot\nExecStart=/bin/true\n',
+}
+# what services' default dependencies and our units refer to, as empty targets
+STUBS.update({name: '[Unit]\nDescription={0} (stub)\n'.format(name) for name in (
+    'sysinit.target', 'basic.target', 'shutdown.target', 'network.target', 'network-online.target',
+    'multi-user.target', 'local-fs.target', 'umount.target', 'final.target')})
+
+
+class Systemd(object):
+    """One booted systemd; use as a context manager.
+
+    :ivar dir: where its units, console log and inner script live (readable by postgres).
+    :ivar pid: systemd's PID, as the host sees it.
+    """
+
+    def __init__(self, directory: str, units: Dict[str, str], dropins: Optional[Dict[str, str]] = None) -> None:
+        """Write *units* (name -> text) and *dropins* (``unit.d/name.conf`` -> text) and boot.
+
+        The harness target refers to every unit with ``After=``, so that systemd keeps an inactive or failed unit
+        loaded (it would garbage-collect it) and ``systemctl show`` can still tell how it ended.
+        """
+        self.dir = os.path.join(directory, 'systemd-' + uuid.uuid4().hex[:8])
+        self.units = os.path.join(self.dir, 'units')
+        os.makedirs(self.units)
+        os.chmod(self.dir, 0o755)
+        all_units = dict(STUBS, **units)
+        all_units[TARGET] = '[Unit]\nDescription=patroni-sdnotify test harness\nAfter={0}\n'.format(
+            ' '.join(sorted(u for u in units if '@.' not in u)))
+        for name, text in list(all_units.items()) + list((dropins or {}).items()):
+            path = os.path.join(self.units, name)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, 'w') as f:
+                f.write(text)
+        self.cgroup = os.path.join(CGROUP_PARENT, 'sdnotify-' + uuid.uuid4().hex[:8])
+        os.mkdir(self.cgroup)
+        inner = os.path.join(self.dir, 'inner.sh')
+        with open(inner, 'w') as f:
+            f.write(INNER)
+        os.chmod(inner, 0o755)
+        self._master, slave = os.openpty()
+        self.console_log = os.path.join(self.dir, 'console.log')
+        self._console = threading.Thread(target=self._drain, daemon=True)
+        self._console.start()
+        env = {'PATH': '/usr/sbin:/usr/bin:/sbin:/bin', 'CONSOLE': os.ttyname(slave), 'UNITS': self.units}
+        self.proc = subprocess.Popen(
+            ['/bin/sh', '-c', 'echo $$ > {0}/cgroup.procs && exec unshare --pid --fork --kill-child --mount '
+             '--propagation private --uts --ipc --net --cgroup {1}'.format(self.cgroup, inner)],
+            env=env, stdin=subprocess.DEVNULL)
+        os.close(slave)
+        try:
+            self.pid = int(wait_for(self._child, 10, 'systemd forked by unshare'))
+            wait_for(lambda: self.systemctl('is-system-running').stdout.strip() in ('running', 'degraded'), 30,
+                     'systemd booted (console: {0})'.format(self.console_log))
+        except Exception:
+            self.close()
+            raise
+
+    def _child(self) -> Optional[str]:
+        try:
+            with open('/proc/{0}/task/{0}/children'.format(self.proc.pid)) as f:
+                children = f.read().split()
+        except OSError:
+            return None
+        if not children:
+            return None
+        with open('/proc/{0}/comm'.format(children[0])) as f:
+            return children[0] if f.read().strip() == 'systemd' else None
+
+    def _drain(self) -> None:
+        with open(self.console_log, 'wb') as out:
+            while True:
+                try:
+                    data = os.read(self._master, 4096)
+                except OSError:
+                    return
+                if not data:
+                    return
+                out.write(data)
+                out.flush()
+
+    def run(self, *cmd: str, timeout: float = 120) -> 'subprocess.CompletedProcess[str]':
+        """Run *cmd* inside every namespace of the harness, with an empty environment."""
+        return subprocess.run(['nsenter', '-t', str(self.pid), '-a', 'env', '-i', 'PATH=/usr/bin:/bin'] + list(cmd),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=timeout)
+
+    def systemctl(self, *args: str, timeout: float = 120) -> 'subprocess.CompletedProcess[str]':
+        return self.run('systemctl', '--no-pager', *args, timeout=timeout)
+
+    def show(self, unit: str, *properties: str) -> Dict[str, str]:
+        """``systemctl show`` of *properties* of *unit*, as a dict."""
+        out = self.systemctl('show', '--property=' + ','.join(properties), unit).stdout
+        return dict(line.split('=', 1) for line in out.splitlines() if '=' in line)
+
+    def http_json(self, url: str, body: Optional[Dict[str, object]] = None) -> Any:
+        """GET *url* (or POST *body* to it) from inside the harness's network namespace; ``None`` if no answer."""
+        code = ('import sys, urllib.request; data = sys.argv[2].encode() if len(sys.argv) > 2 else None; '
+                'sys.stdout.write(urllib.request.urlopen(sys.argv[1], data, timeout=2).read().decode())')
+        args = [url] + ([json.dumps(body)] if body is not None else [])
+        result = self.run('/usr/bin/python3', '-c', code, *args, timeout=10)
+        try:
+            return json.loads(result.stdout) if result.returncode == 0 else None
+        except ValueError:
+            return None
+
+    def etcd_get(self, key: str) -> Optional[str]:
+        """The value of *key* in the harness's etcd (v3 API), or ``None``."""
+        answer = self.http_json('http://127.0.0.1:2379/v3/kv/range', {'key': base64.b64encode(key.encode()).decode()})
+        kvs = (answer or {}).get('kvs') or []
+        return base64.b64decode(kvs[0]['value']).decode() if kvs else None
+
+    def close(self) -> None:
+        """``systemctl exit``; SIGKILL our unshare if systemd does not go; remove the cgroup."""
+        if self.proc.poll() is None and getattr(self, 'pid', None):
+            try:
+                self.systemctl('exit', timeout=30)
+                self.proc.wait(30)
+            except (subprocess.TimeoutExpired, OSError):
+                pass
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)
+        os.close(self._master)
+        deadline = time.monotonic() + 10
+        while os.path.isdir(self.cgroup):
+            try:
+                for root, _, _ in sorted(os.walk(self.cgroup), key=lambda w: -w[0].count('/')):
+                    os.rmdir(root)
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def __enter__(self) -> 'Systemd':
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def unit_for_test(text: str, patroni: str, config_dir: str) -> str:
+    """A shipped unit with its paths pointed at the test's Patroni and configuration directory; nothing else changes."""
+    return text.replace('/usr/bin/patroni', patroni).replace('/etc/patroni/', config_dir.rstrip('/') + '/')
+
+
+def log_dropin(path: str) -> str:
+    """A drop-in that sends a unit's output to *path* (there is no journald in the harness)."""
+    return '[Service]\nStandardOutput=append:{0}\nStandardError=inherit\n'.format(path)
+
+
+def etcd_unit(etcd: str, data_dir: str, log: str) -> str:
+    """etcd 3.4 on the harness's own loopback, Type=notify (etcd sends READY=1 itself)."""
+    return ('[Unit]\nDescription=etcd for the tests\n\n[Service]\nType=notify\nExecStart={0} --name h '
+            '--data-dir {1} --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 '
+            '--listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 '
+            '--initial-cluster h=http://127.0.0.1:2380\nStandardOutput=append:{2}\nStandardError=inherit\n'
+            ).format(etcd, data_dir, log)
+
+
+def owned_by_postgres(path: str) -> str:
+    os.makedirs(path, exist_ok=True)
+    os.chown(path, POSTGRES.pw_uid, POSTGRES.pw_gid)
+    return path
+
+
+__all__: List[str] = ['Systemd', 'unit_for_test', 'log_dropin', 'etcd_unit', 'owned_by_postgres']

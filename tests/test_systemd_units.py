@@ -1,0 +1,193 @@
+"""The shipped units under a real systemd 252 (PID 1 of its own namespaces), with etcd 3.4 and PostgreSQL 15.
+
+The claim: ``systemctl start patroni; systemctl reload patroni`` back to back never kills the patched Patroni
+(Type=notify, no python-systemd), and the same harness catches upstream 4.1.5 being killed by it (Type=simple).
+"""
+
+import os
+import subprocess
+import uuid
+
+import pytest
+
+from realparts import BIN, ETCD, patroni_config, ROOT, wait_for, Workdir, write_config
+from systemd_harness import etcd_unit, log_dropin, owned_by_postgres, Systemd, unit_for_test
+
+pytestmark = pytest.mark.slow
+
+UNITS = os.path.join(ROOT, 'extras', 'startup_scripts')
+UPSTREAM_PATRONI = os.path.join(ROOT, '.venv-upstream', 'bin', 'patroni')
+TRIALS = int(os.environ.get('SDNOTIFY_TRIALS', '30'))
+# upstream's unit before it became Type=notify: the shape that 4.1.x users without python-systemd run
+UPSTREAM_UNIT = """[Unit]
+Description=Patroni 4.1.5 from pip, Type=simple (control)
+# the trials start it more often than systemd's default rate limit (5 starts in 10 s) allows
+StartLimitIntervalSec=0
+
+[Service]
+Type=simple
+User=postgres
+Group=postgres
+ExecStart={patroni} {config}
+ExecReload=/bin/kill -s HUP $MAINPID
+KillMode=process
+TimeoutSec=30
+Restart=on-failure
+"""
+
+
+def shipped(name):
+    with open(os.path.join(UNITS, name)) as f:
+        return f.read()
+
+
+def verify(tmp_path, files, unit):
+    for name, text in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return subprocess.run(['systemd-analyze', 'verify', '--man=no', str(tmp_path / unit)], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True)
+
+
+@pytest.mark.parametrize('name, unit', [('patroni.service', 'patroni.service'),
+                                        ('patroni@.service', 'patroni@node1.service')])
+def test_units_verify(tmp_path, name, unit):
+    result = verify(tmp_path, {name: unit_for_test(shipped(name), os.path.join(BIN, 'patroni'), '/etc/patroni')},
+                    unit)
+    assert result.returncode == 0 and result.stderr == '', result.stderr
+
+
+def test_notify_reload_dropin_is_for_systemd_253_and_later(tmp_path):
+    """systemd 252, on this machine, does not know Type=notify-reload: the drop-in says so, and 252 agrees."""
+    assert 'systemd >= 253' in shipped('notify-reload.conf')
+    result = verify(tmp_path, {'patroni.service': unit_for_test(shipped('patroni.service'),
+                                                                os.path.join(BIN, 'patroni'), '/etc/patroni'),
+                               'patroni.service.d/notify-reload.conf': shipped('notify-reload.conf')},
+                    'patroni.service')
+    assert "Failed to parse service type, ignoring: notify-reload" in result.stderr
+
+
+class Node(object):
+    """A Patroni node's files for the harness: config, data and log, under one directory postgres owns."""
+
+    def __init__(self, workdir, name):
+        self.dir = owned_by_postgres(os.path.join(workdir.path, name))
+        self.scope = 'h-' + uuid.uuid4().hex[:8]
+        self.workdir = workdir
+        self.log = os.path.join(self.dir, 'patroni.log')
+        self.config = self.write()
+
+    def write(self, tags=None):
+        config = patroni_config(self.dir, self.scope, 'node1', 2379, 8008, 5432, tags)
+        return write_config(self.workdir, os.path.join(self.dir, 'patroni.yml'), config)
+
+    def tail(self):
+        try:
+            with open(self.log) as f:
+                return f.read()[-3000:]
+        except OSError:
+            return ''
+
+
+@pytest.fixture(scope='module')
+def harness():
+    workdir = Workdir()
+    patched, upstream = Node(workdir, 'patched'), Node(workdir, 'upstream')
+    units = {
+        'etcd.service': etcd_unit(ETCD, os.path.join(workdir.path, 'etcd'), os.path.join(workdir.path, 'etcd.log')),
+        'patroni.service': unit_for_test(shipped('patroni.service'), os.path.join(BIN, 'patroni'), patched.dir),
+        'patroni-upstream.service': UPSTREAM_UNIT.format(patroni=UPSTREAM_PATRONI, config=upstream.config),
+    }
+    dropins = {'patroni.service.d/log.conf': log_dropin(patched.log),
+               'patroni-upstream.service.d/log.conf': log_dropin(upstream.log)}
+    with Systemd(workdir.path, units, dropins) as systemd:
+        result = systemd.systemctl('start', 'etcd.service')
+        assert result.returncode == 0, result.stderr
+        systemd.patched, systemd.upstream = patched, upstream
+        yield systemd
+    workdir.cleanup()
+
+
+def patroni_status(systemd):
+    return systemd.http_json('http://127.0.0.1:8008/patroni') or {}
+
+
+def test_start_and_reload_back_to_back_never_kill_patched_patroni(harness):
+    try:
+        start_and_reload(harness)
+    finally:
+        harness.systemctl('stop', 'patroni.service')
+
+
+def start_and_reload(harness):
+    node = harness.patched
+    survived = 0
+    for trial in range(TRIALS):
+        node.write(tags={'trial': 'before'})
+        start = harness.systemctl('start', 'patroni.service')
+        node.write(tags={'trial': str(trial)})
+        reload = harness.systemctl('reload', 'patroni.service')
+        assert start.returncode == 0 and reload.returncode == 0, (trial, start.stderr, reload.stderr, node.tail())
+        state = harness.show('patroni.service', 'ActiveState', 'SubState', 'MainPID', 'NRestarts')
+        wait_for(lambda: patroni_status(harness).get('tags') == {'trial': str(trial)}, 30,
+                 'trial {0}: reload applied ({1})\n{2}'.format(trial, patroni_status(harness), node.tail()))
+        wait_for(lambda: patroni_status(harness).get('state') == 'running', 60,
+                 'trial {0}: PostgreSQL running'.format(trial))
+        # the unit is "reloading" from RELOADING=1 until Patroni's READY=1 closes the reload
+        after = wait_for(lambda: (lambda s: s['ActiveState'] == 'active' and s)(
+            harness.show('patroni.service', 'ActiveState', 'SubState', 'MainPID', 'NRestarts')), 30,
+            'trial {0}: the reload closed by READY=1'.format(trial))
+        assert state['ActiveState'] in ('active', 'reloading'), state
+        assert after['SubState'] == 'running' and after['NRestarts'] == '0', after
+        assert after['MainPID'] == state['MainPID'] != '0', (state, after)
+        survived += 1
+        stop = harness.systemctl('stop', 'patroni.service')
+        assert stop.returncode == 0, stop.stderr
+    assert survived == TRIALS
+    print('patched, Type=notify, start+reload: {0}/{1} alive'.format(survived, TRIALS))
+
+
+def test_control_upstream_type_simple_is_killed_by_the_same_harness(harness):
+    """Upstream 4.1.5 (no python-systemd) in a Type=simple unit: the reload's SIGHUP lands before its handler."""
+    killed = 0
+    for trial in range(TRIALS):
+        assert harness.systemctl('start', 'patroni-upstream.service').returncode == 0
+        assert harness.systemctl('reload', 'patroni-upstream.service').returncode == 0
+
+        def settled():
+            state = harness.show('patroni-upstream.service', 'ActiveState', 'ExecMainCode', 'ExecMainStatus',
+                                 'Result')
+            if state['ActiveState'] in ('inactive', 'failed'):
+                return state
+            return state if patroni_status(harness).get('patroni') else None
+        state = wait_for(settled, 60, 'trial {0}: upstream either dead or serving its REST API'.format(trial))
+        if state['ActiveState'] in ('inactive', 'failed'):
+            # killed by SIGHUP (code 2 = killed, status 1 = SIGHUP), and systemd calls that a clean exit
+            assert (state['ExecMainCode'], state['ExecMainStatus'], state['Result']) == ('2', '1', 'success'), state
+            killed += 1
+        else:
+            assert harness.systemctl('stop', 'patroni-upstream.service').returncode == 0
+    assert killed >= TRIALS // 2, 'the harness no longer sees the bug: {0}/{1} killed'.format(killed, TRIALS)
+    print('upstream 4.1.5, Type=simple, start+reload: {0}/{1} killed'.format(killed, TRIALS))
+
+
+def test_status_and_stop(harness):
+    node = harness.patched
+    node.write()
+    assert harness.systemctl('start', 'patroni.service').returncode == 0
+    wait_for(lambda: patroni_status(harness).get('state') == 'running', 60, 'PostgreSQL running\n' + node.tail())
+    main_pid = harness.show('patroni.service', 'MainPID')['MainPID']
+    text = harness.systemctl('status', 'patroni.service').stdout
+    assert 'Active: active (running)' in text, text
+    assert 'Main PID: {0} (patroni)'.format(main_pid) in text, text
+    assert harness.etcd_get('/service/{0}/leader'.format(node.scope)) == 'node1'
+    with open(os.path.join(node.dir, 'data', 'postmaster.pid')) as f:
+        postmaster = f.readline().strip()  # a PID in the harness's PID namespace
+    stop = harness.systemctl('stop', 'patroni.service')
+    assert stop.returncode == 0, stop.stderr
+    state = harness.show('patroni.service', 'ActiveState', 'Result', 'ExecMainStatus')
+    assert state == {'ActiveState': 'inactive', 'Result': 'success', 'ExecMainStatus': '0'}, state
+    assert harness.etcd_get('/service/{0}/leader'.format(node.scope)) is None
+    assert not os.path.exists(os.path.join(node.dir, 'data', 'postmaster.pid'))
+    assert harness.run('kill', '-0', postmaster).returncode != 0
