@@ -4,7 +4,7 @@ PYTHON ?= /usr/bin/python3
 VENV ?= .venv
 EXTRAS ?= etcd3,psycopg2-binary
 
-.PHONY: install test deps
+.PHONY: install test deps demo
 
 install:
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -20,3 +20,7 @@ deps:
 
 test: deps
 	$(VENV)/bin/python -m pytest tests generated/upstream-tests/test_systemd.py
+
+# boot a real systemd in private namespaces, start+reload the shipped unit, show status (see README)
+demo: deps
+	$(VENV)/bin/python tests/demo.py

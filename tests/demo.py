@@ -1,0 +1,52 @@
+#!/usr/bin/env python3
+"""The shipped unit under a real systemd 252 in private namespaces: start + reload back to back, then a look.
+
+Boots the harness (tests/systemd_harness.py), starts etcd and a one-node Patroni cluster with
+extras/startup_scripts/patroni.service, runs `systemctl start patroni; systemctl reload patroni`, prints
+`systemctl status patroni` and `patronictl list`, and tears everything down. Run as root: `make demo`.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from realparts import BIN, ETCD, wait_for, Workdir  # noqa: E402
+from systemd_harness import etcd_unit, log_dropin, Systemd, unit_for_test  # noqa: E402
+from test_systemd_units import Node, patroni_status, shipped  # noqa: E402
+
+
+def main() -> int:
+    """Run the demo; returns the exit code."""
+    workdir = Workdir()
+    try:
+        node = Node(workdir, 'demo')
+        units = {'etcd.service': etcd_unit(ETCD, os.path.join(workdir.path, 'etcd'),
+                                           os.path.join(workdir.path, 'etcd.log')),
+                 'patroni.service': unit_for_test(shipped('patroni.service'), os.path.join(BIN, 'patroni'), node.dir)}
+        with Systemd(workdir.path, units, {'patroni.service.d/log.conf': log_dropin(node.log)}) as systemd:
+            print('$ systemctl start etcd')
+            systemd.systemctl('start', 'etcd.service')
+            print('$ systemctl start patroni && systemctl reload patroni')
+            for verb in ('start', 'reload'):
+                result = systemd.systemctl(verb, 'patroni.service')
+                if result.returncode:
+                    print(result.stderr, node.tail())
+                    return 1
+            wait_for(lambda: patroni_status(systemd).get('state') == 'running', 60, 'PostgreSQL running')
+            wait_for(lambda: systemd.show('patroni.service', 'ActiveState')['ActiveState'] == 'active', 30,
+                     'the reload to finish')
+            print('$ systemctl status patroni')
+            print(systemd.systemctl('status', 'patroni.service').stdout)
+            print('$ patronictl list')
+            print(systemd.run(os.path.join(BIN, 'patronictl'), '-c', node.config, 'list').stdout)
+            print('$ systemctl stop patroni')
+            systemd.systemctl('stop', 'patroni.service')
+            print(systemd.show('patroni.service', 'ActiveState', 'Result'))
+        return 0
+    finally:
+        workdir.cleanup()
+
+
+if __name__ == '__main__':
+    sys.exit(main())
