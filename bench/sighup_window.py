@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Measure exec -> SIGHUP handler installed, for upstream Patroni and the patched one, in the same run.
+"""Measure exec -> SIGHUP no longer fatal, for upstream Patroni and the patched one, in the same run.
 
 For each trial the daemon is spawned with a config whose DCS is a closed loopback port (so it goes no further than
-start-up), and /proc/PID/status is polled until SigCgt has the SIGHUP bit: that is the moment a SIGHUP stops being
-fatal. The interpreter floor is a Python that installs a SIGHUP handler as its first statement. Trials alternate
-between the programs so that machine load affects all of them alike.
+start-up), and /proc/PID/status is polled until SigCgt (handled) or SigBlk (blocked) has the SIGHUP bit: that is the
+moment a SIGHUP stops being fatal. The patched one is also started as the shipped unit starts it, through
+`env --block-signal=HUP`. The interpreter floor is a Python that installs a SIGHUP handler as its first statement.
+Trials alternate between the programs so that machine load affects all of them alike.
 
 Usage: bench/sighup_window.py --patched .venv/bin/patroni --upstream .venv-upstream/bin/patroni [--trials 30]
 """
@@ -30,12 +31,9 @@ FLOOR = [sys.executable, '-c', 'import signal, time; signal.signal(signal.SIGHUP
 
 
 def sighup_caught(pid: int) -> bool:
-    """Whether the process has a handler for SIGHUP (bit 0 of SigCgt)."""
+    """Whether a SIGHUP is no longer fatal: the process handles it (SigCgt) or has it blocked (SigBlk)."""
     with open('/proc/{0}/status'.format(pid)) as f:
-        for line in f:
-            if line.startswith('SigCgt:'):
-                return bool(int(line.split()[1], 16) & 1)
-    return False
+        return any(int(line.split()[1], 16) & 1 for line in f if line.startswith(('SigCgt:', 'SigBlk:')))
 
 
 def one_trial(cmd: List[str], timeout: float = 10.0) -> float:
@@ -65,7 +63,8 @@ def main() -> int:
         config = os.path.join(tmp, 'patroni.yml')
         with open(config, 'w') as f:
             f.write(CONFIG % tmp)
-        programs = {'floor (python3, handler first)': FLOOR, 'patched': [args.patched, config]}
+        programs = {'floor (python3, handler first)': FLOOR, 'patched': [args.patched, config],
+                    'patched, env --block-signal=HUP': ['/usr/bin/env', '--block-signal=HUP', args.patched, config]}
         if args.upstream:
             programs['upstream'] = [args.upstream, config]
         results: Dict[str, List[float]] = {name: [] for name in programs}
@@ -73,7 +72,7 @@ def main() -> int:
             for name, cmd in programs.items():
                 results[name].append(one_trial(cmd) * 1000)
     floor = statistics.median(results['floor (python3, handler first)'])
-    print('exec -> SIGHUP handler, ms, {0} trials each'.format(args.trials))
+    print('exec -> SIGHUP handled or blocked, ms, {0} trials each'.format(args.trials))
     print('{0:34} {1:>7} {2:>7} {3:>7} {4:>7} {5:>12}'.format('program', 'min', 'p50', 'p95', 'max', 'p50 - floor'))
     for name, values in results.items():
         values.sort()

@@ -39,6 +39,16 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
         time.sleep(interval)
 
 
+def sighup_safe(pid: int) -> bool:
+    """Whether a SIGHUP to *pid* is no longer fatal: blocked (SigBlk) or handled (SigCgt), per /proc/PID/status."""
+    try:
+        with open('/proc/{0}/status'.format(pid)) as f:
+            masks = dict(line.split(':', 1) for line in f if line.startswith(('SigBlk:', 'SigCgt:')))
+    except OSError:
+        return False
+    return any(int(value, 16) & 1 for value in masks.values())
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:
@@ -186,7 +196,8 @@ class Patroni(object):
     """One patched Patroni node: its config file, its process, its log."""
 
     def __init__(self, workdir: Workdir, etcd: Etcd, scope: str, name: str = 'node1',
-                 extra: Optional[Dict[str, Any]] = None) -> None:
+                 extra: Optional[Dict[str, Any]] = None, executable: str = os.path.join(BIN, 'patroni')) -> None:
+        self.executable = executable
         self.workdir = workdir
         self.etcd = etcd
         self.scope = scope
@@ -209,17 +220,24 @@ class Patroni(object):
         self.config_path = write_config(self.workdir, os.path.join(self.dir, 'patroni.yml'), config)
 
     def start(self, notify_socket: Optional[str], block_sighup: bool = False) -> 'subprocess.Popen[bytes]':
-        """Spawn the daemon as postgres, the way the unit does (optionally with SIGHUP blocked by env)."""
+        """Spawn the daemon as postgres, the way the unit does (optionally with SIGHUP blocked by env).
+
+        With *block_sighup*, return once env has blocked SIGHUP (~1 ms after exec): the launcher's own first
+        instants, before it can block anything, are the one window no program can close from inside.
+        """
         env = {'PATH': '/usr/bin:/bin', 'HOME': self.dir, 'LC_ALL': 'C.UTF-8'}
         if notify_socket:
             env['NOTIFY_SOCKET'] = notify_socket
-        cmd = [os.path.join(BIN, 'patroni'), self.config_path]
+        cmd = [self.executable, self.config_path]
         if block_sighup:
             cmd = ['/usr/bin/env', '--block-signal=HUP'] + cmd
         log = open(self.log_path, 'a')
         self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, user=POSTGRES.pw_uid,
                                      group=POSTGRES.pw_gid, extra_groups=[], cwd=self.dir)
         log.close()
+        if block_sighup:
+            pid = self.proc.pid
+            wait_for(lambda: sighup_safe(pid), 5, 'env to block SIGHUP', interval=0.0001)
         return self.proc
 
     def log(self) -> str:

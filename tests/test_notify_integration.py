@@ -153,3 +153,67 @@ def test_unusable_socket_one_warning_and_patroni_runs_on(node, workdir, kind):
     warnings = [line for line in n.log().splitlines() if 'NOTIFY_SOCKET' in line]
     assert len(warnings) == 1, warnings
     assert 'WARNING' in warnings[0]
+
+
+# loop_wait 10 as in upstream's defaults: long enough that waiting for it would show
+SLOW_LOOP = {'bootstrap': {'dcs': {'ttl': 30, 'loop_wait': 10, 'retry_timeout': 10}}}
+CYCLE = 'the leader with the lock'
+
+
+def wait_for_new_cycle(n, what):
+    """Wait until the HA loop logs one more steady-state cycle than now."""
+    seen = n.log().count(CYCLE)
+    wait_for(lambda: n.log().count(CYCLE) > seen, 30, what)
+
+
+def test_sighup_is_applied_without_waiting_for_loop_wait(node, listener):
+    n = node(extra=SLOW_LOOP)
+    manager = listener()
+    n.start(manager.address)
+    n.wait_running()
+    wait_for_new_cycle(n, 'a steady-state HA cycle, after which the loop naps for loop_wait (10 s)')
+    n.write_config(tags={'reload': 'now'})
+    start = time.monotonic()
+    n.proc.send_signal(signal.SIGHUP)
+    manager.wait('READY=1', count=2, timeout=30)
+    elapsed = time.monotonic() - start
+    # waiting for the nap would take ~10 s; the reload itself (pg_ctl reload, a 1 s pause, a query) ~1.1 s
+    assert elapsed < 5, 'SIGHUP -> READY=1 took {0:.1f} s with loop_wait 10'.format(elapsed)
+    assert n.status().get('tags') == {'reload': 'now'}
+    assert n.stop() == 0
+    assert manager.names() == ['READY=1', 'RELOADING=1', 'READY=1', 'STOPPING=1']
+
+
+@pytest.mark.parametrize('when', ['start-up', 'steady-state'])
+def test_sighup_storm(node, listener, when):
+    """1,000 SIGHUPs in one second, the configuration file rewritten along the way."""
+    n = node(extra=SLOW_LOOP)
+    manager = listener()
+    proc = n.start(manager.address, block_sighup=True)
+    if when == 'steady-state':
+        manager.wait('READY=1')
+        n.wait_running()
+    start = time.monotonic()
+    for i in range(1000):
+        delay = start + i / 1000.0 - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)  # the storm's pace (1 ms apart), not a synchronisation
+        if i % 100 == 99:
+            n.write_config(tags={'storm': str(i)})
+        proc.send_signal(signal.SIGHUP)
+    assert time.monotonic() - start < 1.5
+    assert proc.poll() is None, 'killed by the storm: exit {0}\n{1}'.format(proc.returncode, n.log()[-3000:])
+    manager.wait('READY=1', timeout=90)
+    wait_for(lambda: n.status().get('tags') == {'storm': '999'}, 30,
+             'the last configuration in effect: {0}'.format(n.status().get('tags')))
+
+    def settled():
+        names = manager.names()
+        return names.count('RELOADING=1') == names.count('READY=1') - 1 and 'READY=1' == names[-1]
+    wait_for(settled, 30, 'every RELOADING=1 answered by READY=1: {0}'.format(manager.names()))
+    wait_for_new_cycle(n, 'the HA loop cycling after the storm')
+    assert proc.poll() is None
+    assert n.stop() == 0
+    names = manager.names()
+    assert names[0] == 'READY=1' and names[-1] == 'STOPPING=1', names
+    assert names.count('RELOADING=1') == names.count('READY=1') - 1, names
