@@ -49,7 +49,8 @@ def main() -> int:
     try:
         manager = NotifyListener(os.path.join(workdir.path, 'notify'))
         for name, executable in (('upstream', args.upstream), ('patched', args.patched)):
-            nodes[name] = Patroni(workdir, etcd, 'bench-' + name, extra=SLOW_LOOP, executable=executable)
+            nodes[name] = Patroni(workdir, etcd, 'bench-' + name, extra=SLOW_LOOP,
+                                  executable=os.path.abspath(executable))
             nodes[name].start(manager.address if name == 'patched' else None)
         for node in nodes.values():
             node.wait_running(120)
@@ -74,7 +75,8 @@ def main() -> int:
             summary([b - a for a, b in zip(reloading, ready)])))
     finally:
         for node in nodes.values():
-            node.stop()
+            if node.proc:
+                node.stop()
         manager.close()
         etcd.stop()
         workdir.cleanup()

@@ -176,8 +176,9 @@ class NotifyListener(object):
             self.messages.append((time.time(), data.decode()))
 
     def names(self) -> List[str]:
-        """The first assignment of each message, e.g. ``['READY=1', 'RELOADING=1']``."""
-        return [m.split('\n')[0] for _, m in self.messages]
+        """The state changes in order, e.g. ``['READY=1', 'RELOADING=1']``: the first assignment of each message
+        that is not only a ``STATUS=``."""
+        return [m.split('\n')[0] for _, m in self.messages if not m.startswith('STATUS=')]
 
     def wait(self, message: str, count: int = 1, timeout: float = 60) -> float:
         """Wait for the *count*-th message that begins with *message*; return its arrival time."""

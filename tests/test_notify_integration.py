@@ -217,3 +217,36 @@ def test_sighup_storm(node, listener, when):
     names = manager.names()
     assert names[0] == 'READY=1' and names[-1] == 'STOPPING=1', names
     assert names.count('RELOADING=1') == names.count('READY=1') - 1, names
+
+
+def statuses(manager):
+    return [m.split('STATUS=', 1)[1].split('\n')[0] for _, m in manager.messages if 'STATUS=' in m]
+
+
+def test_status_and_a_failed_reload(node, listener):
+    n = node()
+    manager = listener()
+    n.write_config(tags={'config': 'good'})
+    n.start(manager.address)
+    n.wait_running()
+    wait_for(lambda: any(CYCLE in s for s in statuses(manager)), 30, 'STATUS with the leader: {0}'.format(
+        statuses(manager)))
+    assert len(statuses(manager)) == len(set(statuses(manager))), 'STATUS sent only when it changes'
+    # unparsable YAML: READY=1 all the same, the old configuration kept, STATUS says so until a good reload
+    with open(n.config_path, 'w') as f:
+        f.write('scope: [broken\n')
+    n.proc.send_signal(signal.SIGHUP)
+    manager.wait('READY=1', count=2)
+    failed = wait_for(lambda: [s for s in statuses(manager) if s.startswith('reload failed: ')], 10,
+                      'STATUS reload failed: {0}'.format(statuses(manager)))
+    assert n.config_path in failed[-1]
+    assert n.proc.poll() is None and n.status().get('tags') == {'config': 'good'}
+    wait_for_new_cycle(n, 'a cycle after the failed reload')
+    assert statuses(manager)[-1].startswith('reload failed: '), 'kept until the next successful reload'
+    n.write_config(tags={'config': 'fixed'})
+    n.proc.send_signal(signal.SIGHUP)
+    manager.wait('READY=1', count=3)
+    wait_for(lambda: not statuses(manager)[-1].startswith('reload failed'), 10, 'STATUS cleared')
+    assert n.status().get('tags') == {'config': 'fixed'}
+    assert n.stop() == 0
+    assert manager.messages[-1][1] == 'STOPPING=1\nSTATUS=shutting down'

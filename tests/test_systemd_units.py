@@ -6,6 +6,7 @@ The claim: ``systemctl start patroni; systemctl reload patroni`` back to back ne
 
 import os
 import subprocess
+import time
 import uuid
 
 import pytest
@@ -191,3 +192,42 @@ def test_status_and_stop(harness):
     assert harness.etcd_get('/service/{0}/leader'.format(node.scope)) is None
     assert not os.path.exists(os.path.join(node.dir, 'data', 'postmaster.pid'))
     assert harness.run('kill', '-0', postmaster).returncode != 0
+
+
+def test_start_waits_for_the_dcs_without_restarts(harness):
+    """etcd down at boot: the unit stays "activating" with STATUS saying why, is neither killed nor restarted, and
+    becomes active once etcd is back (60 s later: twice upstream's TimeoutSec=30)."""
+    node = harness.patched
+    node.write()
+    assert harness.systemctl('stop', 'etcd.service').returncode == 0
+    try:
+        assert harness.systemctl('start', '--no-block', 'patroni.service').returncode == 0
+        waiting = wait_for(lambda: (lambda s: s['StatusText'].startswith('waiting for DCS') and s)(harness.show(
+            'patroni.service', 'StatusText', 'ActiveState', 'NRestarts', 'MainPID')), 30, 'STATUS: waiting for DCS')
+        assert waiting['ActiveState'] == 'activating', waiting
+        assert 'waiting for DCS' in harness.systemctl('status', 'patroni.service').stdout
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # the outage lasts 60 s; the unit must sit it out unchanged
+            state = harness.show('patroni.service', 'ActiveState', 'NRestarts', 'MainPID')
+            assert state == {'ActiveState': 'activating', 'NRestarts': '0', 'MainPID': waiting['MainPID']}, state
+            time.sleep(1)
+        assert harness.systemctl('start', 'etcd.service').returncode == 0
+        state = wait_for(lambda: (lambda s: s['ActiveState'] == 'active' and s)(harness.show(
+            'patroni.service', 'ActiveState', 'NRestarts', 'MainPID', 'StatusText')), 60, 'active once etcd is back')
+        assert state['NRestarts'] == '0' and state['MainPID'] == waiting['MainPID'], state
+    finally:
+        harness.systemctl('start', 'etcd.service')
+        harness.systemctl('stop', 'patroni.service')
+
+
+def test_status_shows_the_role(harness):
+    node = harness.patched
+    node.write()
+    assert harness.systemctl('start', 'patroni.service').returncode == 0
+    try:
+        wait_for(lambda: 'the leader with the lock' in harness.show('patroni.service', 'StatusText')['StatusText'],
+                 30, 'STATUS of a leader')
+        text = harness.systemctl('status', 'patroni.service').stdout
+        assert 'Status: "no action. I am (node1), the leader with the lock"' in text, text
+    finally:
+        harness.systemctl('stop', 'patroni.service')
