@@ -231,3 +231,30 @@ def test_status_shows_the_role(harness):
         assert 'Status: "no action. I am (node1), the leader with the lock"' in text, text
     finally:
         harness.systemctl('stop', 'patroni.service')
+
+
+def test_watchdog_restarts_a_hung_patroni(harness):
+    """Opt-in WatchdogSec=: pings come from the HA loop; a loop that stops cycling gets Patroni restarted."""
+    node = harness.patched
+    node.write()
+    dropin = os.path.join(harness.units, 'patroni.service.d', 'watchdog.conf')
+    with open(dropin, 'w') as f:  # loop_wait 2 + retry_timeout 5 in the test config: 15 s leaves room
+        f.write('[Service]\nWatchdogSec=15\nTimeoutAbortSec=2\nRestartSec=1\n')
+    assert harness.systemctl('daemon-reload').returncode == 0
+    try:
+        assert harness.systemctl('start', 'patroni.service').returncode == 0
+        first = harness.show('patroni.service', 'WatchdogTimestampMonotonic', 'MainPID', 'NRestarts')
+        wait_for(lambda: harness.show('patroni.service', 'WatchdogTimestampMonotonic')['WatchdogTimestampMonotonic']
+                 != first['WatchdogTimestampMonotonic'], 30, 'a WATCHDOG=1 from the next HA cycle')
+        assert 'WatchdogSec' not in node.tail(), 'no warning: 15 s > loop_wait + retry_timeout'
+        # the HA loop stops cycling (the whole process is stopped: nothing can ping for it)
+        assert harness.run('kill', '-STOP', first['MainPID']).returncode == 0
+        after = wait_for(lambda: (lambda s: s['NRestarts'] == '1' and s['ActiveState'] == 'active' and s)(
+            harness.show('patroni.service', 'ActiveState', 'MainPID', 'NRestarts')), 90,
+            'systemd restarting the hung Patroni\n' + node.tail())
+        assert after['MainPID'] != first['MainPID']
+        wait_for(lambda: patroni_status(harness).get('state') == 'running', 60, 'the new Patroni with PostgreSQL')
+    finally:
+        os.unlink(dropin)
+        harness.systemctl('daemon-reload')
+        harness.systemctl('stop', 'patroni.service')
