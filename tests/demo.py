@@ -3,7 +3,8 @@
 
 Boots the harness (tests/systemd_harness.py), starts etcd and a one-node Patroni cluster with
 extras/startup_scripts/patroni.service, runs `systemctl start patroni; systemctl reload patroni`, prints
-`systemctl status patroni` and `patronictl list`, and tears everything down. Run as root: `make demo`.
+`systemctl status patroni` and `patronictl list`, then shows the status of a Patroni started while etcd is down,
+and tears everything down. Run as root: `make demo`.
 """
 
 import os
@@ -43,6 +44,14 @@ def main() -> int:
             print('$ systemctl stop patroni')
             systemd.systemctl('stop', 'patroni.service')
             print(systemd.show('patroni.service', 'ActiveState', 'Result'))
+            print('$ systemctl stop etcd; systemctl start --no-block patroni   # the DCS is down')
+            systemd.systemctl('stop', 'etcd.service')
+            systemd.systemctl('start', '--no-block', 'patroni.service')
+            wait_for(lambda: systemd.show('patroni.service', 'StatusText')['StatusText'].startswith('waiting for DCS'),
+                     30, 'STATUS: waiting for DCS')
+            print('$ systemctl status patroni')
+            print(systemd.systemctl('status', 'patroni.service').stdout)
+            systemd.systemctl('stop', 'patroni.service')
         return 0
     finally:
         workdir.cleanup()

@@ -57,11 +57,13 @@ class Systemd(object):
     :ivar pid: systemd's PID, as the host sees it.
     """
 
-    def __init__(self, directory: str, units: Dict[str, str], dropins: Optional[Dict[str, str]] = None) -> None:
+    def __init__(self, directory: str, units: Dict[str, str], dropins: Optional[Dict[str, str]] = None,
+                 instances: Optional[List[str]] = None) -> None:
         """Write *units* (name -> text) and *dropins* (``unit.d/name.conf`` -> text) and boot.
 
-        The harness target refers to every unit with ``After=``, so that systemd keeps an inactive or failed unit
-        loaded (it would garbage-collect it) and ``systemctl show`` can still tell how it ended.
+        The harness target refers to every unit, and to the template *instances*, with ``After=``, so that systemd
+        keeps an inactive or failed unit loaded (it would garbage-collect it) and ``systemctl show`` can still tell
+        how it ended.
         """
         self.dir = os.path.join(directory, 'systemd-' + uuid.uuid4().hex[:8])
         self.units = os.path.join(self.dir, 'units')
@@ -69,7 +71,7 @@ class Systemd(object):
         os.chmod(self.dir, 0o755)
         all_units = dict(STUBS, **units)
         all_units[TARGET] = '[Unit]\nDescription=patroni-sdnotify test harness\nAfter={0}\n'.format(
-            ' '.join(sorted(u for u in units if '@.' not in u)))
+            ' '.join(sorted(u for u in units if '@.' not in u) + (instances or [])))
         for name, text in list(all_units.items()) + list((dropins or {}).items()):
             path = os.path.join(self.units, name)
             os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -1,0 +1,167 @@
+"""A three-member cluster under a real systemd 252: one ``patroni@nodeN`` instance of the shipped template unit each.
+
+Cluster operations are where Type=notify went wrong for users (upstream #3586: units died on switchover and reinit
+because PostgreSQL notified through an inherited NOTIFY_SOCKET). After every step: each unit active/running,
+NRestarts=0, the same main PID, STATUS naming the new role; and systemd never saw a notification from a child.
+
+To stay inside the CI budget the test configuration lowers loop_wait (2 s) and ttl (20 s) and keeps the database tiny.
+"""
+
+import os
+import subprocess
+import time
+
+import pytest
+
+from realparts import BIN, ETCD, patroni_config, wait_for, Workdir, write_config
+from systemd_harness import etcd_unit, owned_by_postgres, Systemd, unit_for_test
+from test_systemd_units import shipped
+
+pytestmark = pytest.mark.slow
+
+NODES = ('node1', 'node2', 'node3')
+SCOPE = 'c3'
+LEADER = 'the leader with the lock'
+
+
+class Cluster(object):
+
+    def __init__(self, systemd, workdir, configs):
+        self.systemd = systemd
+        self.workdir = workdir
+        self.configs = configs
+
+    def unit(self, name):
+        return 'patroni@{0}.service'.format(name)
+
+    def show(self, name, *properties):
+        return self.systemd.show(self.unit(name), *properties)
+
+    def members(self):
+        """``/cluster`` of the REST API of any member that answers: name -> (role, state)."""
+        for i in range(len(NODES)):
+            answer = self.systemd.http_json('http://127.0.0.1:{0}/cluster'.format(8009 + i))
+            if answer:
+                return {m['name']: (m['role'], m['state']) for m in answer.get('members', [])}
+        return {}
+
+    def settled(self, leader, replicas):
+        """Wait for *leader* and every one of *replicas* streaming from it."""
+        def check():
+            members = self.members()
+            return (members.get(leader, ('',))[0] == 'leader'
+                    and all(members.get(r) == ('replica', 'streaming') for r in replicas) and members)
+        return wait_for(check, 120, 'leader {0}, replicas {1} streaming: {2}\n{3}'.format(
+            leader, replicas, self.members(), self.diagnostics()))
+
+    def patronictl(self, *args, wait=True):
+        cmd = ['nsenter', '-t', str(self.systemd.pid), '-a', 'env', '-i', 'PATH=/usr/bin:/bin',
+               os.path.join(BIN, 'patronictl'), '-c', self.configs['node1']] + list(args)
+        if not wait:
+            return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+        result = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                                timeout=180)
+        assert result.returncode == 0, result.stdout
+        return result.stdout
+
+    def check_units(self, pids, roles):
+        """Every unit active/running, never restarted, same main PID; STATUS naming the role within one loop_wait."""
+        for name in pids:
+            state = self.show(name, 'ActiveState', 'SubState', 'NRestarts', 'MainPID')
+            assert state == {'ActiveState': 'active', 'SubState': 'running', 'NRestarts': '0',
+                             'MainPID': pids[name]}, (name, state, self.diagnostics())
+        for name, words in roles.items():
+            wait_for(lambda: words in self.show(name, 'StatusText')['StatusText'], 10,
+                     '{0} STATUS with {1!r}: {2}'.format(name, words, self.show(name, 'StatusText')))
+        with open(self.systemd.console_log, errors='replace') as f:
+            console = f.read()
+        assert 'reception only permitted for main PID' not in console, console[-3000:]
+        for name in pids:  # no STOPPING state for a unit that should keep running
+            assert 'Stopping {0}'.format(self.unit(name)) not in console, console[-3000:]
+
+    def diagnostics(self):
+        out = self.systemd.systemctl('status', 'patroni@*').stdout
+        for name in NODES:
+            try:
+                with open(os.path.join(self.workdir.path, name, 'patroni.log')) as f:
+                    out += '\n--- {0}\n{1}'.format(name, ''.join(f.readlines()[-15:]))
+            except OSError:
+                pass
+        return out
+
+
+def follower(name):
+    return 'a secondary, and following a leader ({0})'.format(name)
+
+
+@pytest.fixture(scope='module')
+def cluster():
+    workdir = Workdir()
+    configs = {}
+    config_dir = owned_by_postgres(os.path.join(workdir.path, 'etc'))
+    for i, name in enumerate(NODES):
+        directory = owned_by_postgres(os.path.join(workdir.path, name))
+        config = patroni_config(directory, SCOPE, name, 2379, 8009 + i, 5433 + i)
+        config['postgresql']['use_pg_rewind'] = True
+        configs[name] = write_config(workdir, os.path.join(config_dir, name + '.yml'), config)
+    etcd = etcd_unit(ETCD, os.path.join(workdir.path, 'etcd'), os.path.join(workdir.path, 'etcd.log'))
+    units = {'etcd.service': etcd,
+             'patroni@.service': unit_for_test(shipped('patroni@.service'), os.path.join(BIN, 'patroni'), config_dir)}
+    dropins = {'patroni@.service.d/log.conf': '[Service]\nStandardOutput=append:{0}/%i/patroni.log\n'
+                                              'StandardError=inherit\n'.format(workdir.path)}
+    with Systemd(workdir.path, units, dropins, ['patroni@{0}.service'.format(n) for n in NODES]) as systemd:
+        assert systemd.systemctl('start', 'etcd.service').returncode == 0
+        yield Cluster(systemd, workdir, configs)
+    workdir.cleanup()
+
+
+def test_cluster_operations_never_disturb_the_units(cluster):
+    started = time.monotonic()
+    for name in NODES:
+        # Type=notify: start returns once this member's first HA cycle has run
+        result = cluster.systemd.systemctl('start', cluster.unit(name))
+        assert result.returncode == 0, result.stderr + cluster.diagnostics()
+    cluster.settled('node1', ['node2', 'node3'])
+    pids = {name: cluster.show(name, 'MainPID')['MainPID'] for name in NODES}
+    cluster.check_units(pids, {'node1': LEADER, 'node2': follower('node1'), 'node3': follower('node1')})
+    print('$ systemctl status \'patroni@*\'\n' + cluster.systemd.systemctl('status', 'patroni@*').stdout)
+
+    cluster.patronictl('switchover', SCOPE, '--primary', 'node1', '--candidate', 'node2', '--force')
+    cluster.settled('node2', ['node1', 'node3'])
+    cluster.check_units(pids, {'node2': LEADER, 'node1': follower('node2'), 'node3': follower('node2')})
+
+    cluster.patronictl('failover', SCOPE, '--candidate', 'node3', '--force')
+    cluster.settled('node3', ['node1', 'node2'])
+    cluster.check_units(pids, {'node3': LEADER, 'node1': follower('node3'), 'node2': follower('node3')})
+
+    cluster.patronictl('reinit', SCOPE, 'node1', '--force', '--wait')
+    cluster.settled('node3', ['node1', 'node2'])
+    cluster.check_units(pids, {'node1': follower('node3')})
+
+    cluster.patronictl('restart', SCOPE, 'node3', '--force')
+    cluster.settled('node3', ['node1', 'node2'])
+    cluster.check_units(pids, {'node3': LEADER})
+
+    # a reload of a member while a switchover to it is under way
+    switchover = cluster.patronictl('switchover', SCOPE, '--primary', 'node3', '--candidate', 'node2', '--force',
+                                    wait=False)
+    reload = cluster.systemd.systemctl('reload', cluster.unit('node2'))
+    assert reload.returncode == 0, reload.stderr
+    assert switchover.wait(180) == 0, switchover.stdout.read()
+    cluster.settled('node2', ['node1', 'node3'])
+    wait_for(lambda: cluster.show('node2', 'ActiveState')['ActiveState'] == 'active', 30, 'the reload to finish')
+    cluster.check_units(pids, {'node2': LEADER})
+
+    # stopping the leader hands over: its key is gone by the time its unit is inactive
+    stop = cluster.systemd.systemctl('stop', cluster.unit('node2'))
+    assert stop.returncode == 0, stop.stderr
+    state = cluster.show('node2', 'ActiveState', 'Result')
+    assert state == {'ActiveState': 'inactive', 'Result': 'success'}, state
+    assert cluster.systemd.etcd_get('/service/{0}/leader'.format(SCOPE)) != 'node2'
+    members = wait_for(lambda: (lambda m: any(r == 'leader' for r, _ in m.values()) and len(m) == 2 and m)(
+        cluster.members()), 120, 'two members with a new leader: {0}'.format(cluster.members()))
+    leader = next(n for n, (role, _) in members.items() if role == 'leader')
+    cluster.settled(leader, [n for n in members if n != leader])
+    del pids['node2']
+    cluster.check_units(pids, {leader: LEADER})
+    print('three-member scenario: {0:.0f} s'.format(time.monotonic() - started))
