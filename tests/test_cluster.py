@@ -1,5 +1,7 @@
 """A three-member cluster under a real systemd 252: one ``patroni@nodeN`` instance of the shipped template unit each.
 
+Steps: start, switchover, failover, reinit, restart, the leader's PostgreSQL killed (a replica takes over and the old
+leader rejoins, with pg_rewind where it diverged), a reload during a switchover, the leader's unit stopped.
 Cluster operations are where Type=notify went wrong for users (upstream #3586: units died on switchover and reinit
 because PostgreSQL notified through an inherited NOTIFY_SOCKET). After every step: each unit active/running,
 NRestarts=0, the same main PID, STATUS naming the new role; and systemd never saw a notification from a child.
@@ -103,6 +105,8 @@ def cluster():
         directory = owned_by_postgres(os.path.join(workdir.path, name))
         config = patroni_config(directory, SCOPE, name, 2379, 8009 + i, 5433 + i)
         config['postgresql']['use_pg_rewind'] = True
+        # a primary whose PostgreSQL crashes hands over at once instead of restarting it: the rejoin step below
+        config['bootstrap']['dcs']['primary_start_timeout'] = 0
         configs[name] = write_config(workdir, os.path.join(config_dir, name + '.yml'), config)
     etcd = etcd_unit(ETCD, os.path.join(workdir.path, 'etcd'), os.path.join(workdir.path, 'etcd.log'))
     units = {'etcd.service': etcd,
@@ -139,6 +143,23 @@ def test_cluster_operations_never_disturb_the_units(cluster):
     cluster.check_units(pids, {'node1': follower('node3')})
 
     cluster.patronictl('restart', SCOPE, 'node3', '--force')
+    cluster.settled('node3', ['node1', 'node2'])
+    cluster.check_units(pids, {'node3': LEADER})
+
+    # the leader's PostgreSQL killed: a replica takes over, the old leader rejoins (pg_rewind where it diverged)
+    with open(os.path.join(cluster.workdir.path, 'node3', 'data', 'postmaster.pid')) as f:
+        postmaster = f.readline().strip()  # a PID in the harness's PID namespace
+    assert cluster.systemd.run('kill', '-KILL', postmaster).returncode == 0
+    members = wait_for(lambda: (lambda m: m.get('node3', ('',))[0] == 'replica'
+                                and any(r == 'leader' for r, _ in m.values()) and m)(cluster.members()), 120,
+                       'a new leader, node3 a replica: {0}\n{1}'.format(cluster.members(), cluster.diagnostics()))
+    leader = next(n for n, (role, _) in members.items() if role == 'leader')
+    cluster.settled(leader, [n for n in NODES if n != leader])
+    cluster.check_units(pids, {leader: LEADER, 'node3': follower(leader)})
+    with open(os.path.join(cluster.workdir.path, 'node3', 'patroni.log')) as f:
+        print('rejoin of node3 after its PostgreSQL was killed: pg_rewind {0}'.format(
+            'ran' if 'running pg_rewind from' in f.read() else 'not needed'))
+    cluster.patronictl('switchover', SCOPE, '--primary', leader, '--candidate', 'node3', '--force')
     cluster.settled('node3', ['node1', 'node2'])
     cluster.check_units(pids, {'node3': LEADER})
 
