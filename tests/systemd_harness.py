@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from realparts import POSTGRES, wait_for
 
@@ -136,6 +136,14 @@ class Systemd(object):
         """``systemctl show`` of *properties* of *unit*, as a dict."""
         out = self.systemctl('show', '--property=' + ','.join(properties), unit).stdout
         return dict(line.split('=', 1) for line in out.splitlines() if '=' in line)
+
+    def wait_show(self, unit: str, predicate: Callable[[Dict[str, str]], bool], timeout: float, what: str,
+                  *properties: str) -> Dict[str, str]:
+        """Wait until *properties* of *unit* (``systemctl show``) satisfy *predicate*; return them."""
+        def check() -> Optional[Dict[str, str]]:
+            state = self.show(unit, *properties)
+            return state if predicate(state) else None
+        return wait_for(check, timeout, what)
 
     def http_json(self, url: str, body: Optional[Dict[str, object]] = None) -> Any:
         """GET *url* (or POST *body* to it) from inside the harness's network namespace; ``None`` if no answer."""

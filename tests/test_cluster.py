@@ -47,6 +47,13 @@ class Cluster(object):
                 return {m['name']: (m['role'], m['state']) for m in answer.get('members', [])}
         return {}
 
+    def wait_members(self, predicate, what):
+        """Wait until :meth:`members` satisfies *predicate*; return them."""
+        def check():
+            members = self.members()
+            return members if predicate(members) else None
+        return wait_for(check, 120, '{0}: {1}\n{2}'.format(what, self.members(), self.diagnostics()))
+
     def settled(self, leader, replicas):
         """Wait for *leader* and every one of *replicas* streaming from it."""
         def check():
@@ -150,9 +157,8 @@ def test_cluster_operations_never_disturb_the_units(cluster):
     with open(os.path.join(cluster.workdir.path, 'node3', 'data', 'postmaster.pid')) as f:
         postmaster = f.readline().strip()  # a PID in the harness's PID namespace
     assert cluster.systemd.run('kill', '-KILL', postmaster).returncode == 0
-    members = wait_for(lambda: (lambda m: m.get('node3', ('',))[0] == 'replica'
-                                and any(r == 'leader' for r, _ in m.values()) and m)(cluster.members()), 120,
-                       'a new leader, node3 a replica: {0}\n{1}'.format(cluster.members(), cluster.diagnostics()))
+    members = cluster.wait_members(lambda m: m.get('node3', ('',))[0] == 'replica'
+                                   and any(r == 'leader' for r, _ in m.values()), 'a new leader, node3 a replica')
     leader = next(n for n, (role, _) in members.items() if role == 'leader')
     cluster.settled(leader, [n for n in NODES if n != leader])
     cluster.check_units(pids, {leader: LEADER, 'node3': follower(leader)})
@@ -179,8 +185,8 @@ def test_cluster_operations_never_disturb_the_units(cluster):
     state = cluster.show('node2', 'ActiveState', 'Result')
     assert state == {'ActiveState': 'inactive', 'Result': 'success'}, state
     assert cluster.systemd.etcd_get('/service/{0}/leader'.format(SCOPE)) != 'node2'
-    members = wait_for(lambda: (lambda m: any(r == 'leader' for r, _ in m.values()) and len(m) == 2 and m)(
-        cluster.members()), 120, 'two members with a new leader: {0}'.format(cluster.members()))
+    members = cluster.wait_members(lambda m: any(r == 'leader' for r, _ in m.values()) and len(m) == 2,
+                                   'two members with a new leader')
     leader = next(n for n, (role, _) in members.items() if role == 'leader')
     cluster.settled(leader, [n for n in members if n != leader])
     del pids['node2']

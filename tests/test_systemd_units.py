@@ -136,9 +136,9 @@ def start_and_reload(harness):
         wait_for(lambda: patroni_status(harness).get('state') == 'running', 60,
                  'trial {0}: PostgreSQL running'.format(trial))
         # the unit is "reloading" from RELOADING=1 until Patroni's READY=1 closes the reload
-        after = wait_for(lambda: (lambda s: s['ActiveState'] == 'active' and s)(
-            harness.show('patroni.service', 'ActiveState', 'SubState', 'MainPID', 'NRestarts')), 30,
-            'trial {0}: the reload closed by READY=1'.format(trial))
+        after = harness.wait_show('patroni.service', lambda s: s['ActiveState'] == 'active', 30,
+                                  'trial {0}: the reload closed by READY=1'.format(trial),
+                                  'ActiveState', 'SubState', 'MainPID', 'NRestarts')
         assert state['ActiveState'] in ('active', 'reloading'), state
         assert after['SubState'] == 'running' and after['NRestarts'] == '0', after
         assert after['MainPID'] == state['MainPID'] != '0', (state, after)
@@ -202,8 +202,8 @@ def test_start_waits_for_the_dcs_without_restarts(harness):
     assert harness.systemctl('stop', 'etcd.service').returncode == 0
     try:
         assert harness.systemctl('start', '--no-block', 'patroni.service').returncode == 0
-        waiting = wait_for(lambda: (lambda s: s['StatusText'].startswith('waiting for DCS') and s)(harness.show(
-            'patroni.service', 'StatusText', 'ActiveState', 'NRestarts', 'MainPID')), 30, 'STATUS: waiting for DCS')
+        waiting = harness.wait_show('patroni.service', lambda s: s['StatusText'].startswith('waiting for DCS'), 30,
+                                    'STATUS: waiting for DCS', 'StatusText', 'ActiveState', 'NRestarts', 'MainPID')
         assert waiting['ActiveState'] == 'activating', waiting
         assert 'waiting for DCS' in harness.systemctl('status', 'patroni.service').stdout
         deadline = time.monotonic() + 60
@@ -212,8 +212,8 @@ def test_start_waits_for_the_dcs_without_restarts(harness):
             assert state == {'ActiveState': 'activating', 'NRestarts': '0', 'MainPID': waiting['MainPID']}, state
             time.sleep(1)
         assert harness.systemctl('start', 'etcd.service').returncode == 0
-        state = wait_for(lambda: (lambda s: s['ActiveState'] == 'active' and s)(harness.show(
-            'patroni.service', 'ActiveState', 'NRestarts', 'MainPID', 'StatusText')), 60, 'active once etcd is back')
+        state = harness.wait_show('patroni.service', lambda s: s['ActiveState'] == 'active', 60,
+                                  'active once etcd is back', 'ActiveState', 'NRestarts', 'MainPID', 'StatusText')
         assert state['NRestarts'] == '0' and state['MainPID'] == waiting['MainPID'], state
     finally:
         harness.systemctl('start', 'etcd.service')
@@ -249,9 +249,9 @@ def test_watchdog_restarts_a_hung_patroni(harness):
         assert 'WatchdogSec' not in node.tail(), 'no warning: 15 s > loop_wait + retry_timeout'
         # the HA loop stops cycling (the whole process is stopped: nothing can ping for it)
         assert harness.run('kill', '-STOP', first['MainPID']).returncode == 0
-        after = wait_for(lambda: (lambda s: s['NRestarts'] == '1' and s['ActiveState'] == 'active' and s)(
-            harness.show('patroni.service', 'ActiveState', 'MainPID', 'NRestarts')), 90,
-            'systemd restarting the hung Patroni\n' + node.tail())
+        after = harness.wait_show('patroni.service', lambda s: s['NRestarts'] == '1' and s['ActiveState'] == 'active',
+                                  90, 'systemd restarting the hung Patroni\n' + node.tail(),
+                                  'ActiveState', 'MainPID', 'NRestarts')
         assert after['MainPID'] != first['MainPID']
         wait_for(lambda: patroni_status(harness).get('state') == 'running', 60, 'the new Patroni with PostgreSQL')
     finally:
