@@ -1,7 +1,7 @@
 """A three-member cluster under a real systemd 252: one ``patroni@nodeN`` instance of the shipped template unit each.
 
 Steps: start, switchover, failover, reinit, restart, the leader's PostgreSQL killed (a replica takes over and the old
-leader rejoins, with pg_rewind where it diverged), a reload during a switchover, the leader's unit stopped.
+leader, which wrote WAL its replicas never got, rejoins through pg_rewind), a reload during a switchover, the leader's unit stopped.
 Cluster operations are where Type=notify went wrong for users (upstream #3586: units died on switchover and reinit
 because PostgreSQL notified through an inherited NOTIFY_SOCKET). After every step: each unit active/running,
 NRestarts=0, the same main PID, STATUS naming the new role; and systemd never saw a notification from a child.
@@ -88,6 +88,26 @@ class Cluster(object):
         for name in pids:  # no STOPPING state for a unit that should keep running
             assert 'Stopping {0}'.format(self.unit(name)) not in console, console[-3000:]
 
+    def sql(self, port, query):
+        """*query* on the member listening on *port*, through psql inside the harness; its one value."""
+        result = self.systemd.run('psql', '-h', '127.0.0.1', '-p', str(port), '-U', 'postgres', '-d', 'postgres',
+                                  '-XAtc', query)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    def diverge_and_kill(self, name, port):
+        """Stop *name*'s walsenders, commit a table only it has, then SIGKILL its postmaster and every backend."""
+        def streaming():
+            pids = self.sql(port, "SELECT pid FROM pg_stat_replication WHERE state = 'streaming'").split()
+            return pids if len(pids) == 2 else None
+        walsenders = wait_for(streaming, 60, 'two walsenders streaming from ' + name)
+        assert self.systemd.run('kill', '-STOP', *walsenders).returncode == 0
+        self.sql(port, 'CREATE TABLE diverged AS SELECT generate_series(1, 1000) AS i')
+        with open(os.path.join(self.workdir.path, name, 'data', 'postmaster.pid')) as f:
+            postmaster = f.readline().strip()  # a PID in the harness's PID namespace
+        children = self.systemd.run('pgrep', '-P', postmaster).stdout.split()
+        assert self.systemd.run('kill', '-KILL', postmaster, *children).returncode == 0
+
     def diagnostics(self):
         out = self.systemd.systemctl('status', 'patroni@*').stdout
         for name in NODES:
@@ -153,18 +173,19 @@ def test_cluster_operations_never_disturb_the_units(cluster):
     cluster.settled('node3', ['node1', 'node2'])
     cluster.check_units(pids, {'node3': LEADER})
 
-    # the leader's PostgreSQL killed: a replica takes over, the old leader rejoins (pg_rewind where it diverged)
-    with open(os.path.join(cluster.workdir.path, 'node3', 'data', 'postmaster.pid')) as f:
-        postmaster = f.readline().strip()  # a PID in the harness's PID namespace
-    assert cluster.systemd.run('kill', '-KILL', postmaster).returncode == 0
+    # the leader's PostgreSQL killed after it wrote WAL its replicas never received (its walsenders stopped): a
+    # replica takes over, and the old leader can only rejoin through pg_rewind
+    cluster.diverge_and_kill('node3', 5435)
     members = cluster.wait_members(lambda m: m.get('node3', ('',))[0] == 'replica'
                                    and any(r == 'leader' for r, _ in m.values()), 'a new leader, node3 a replica')
     leader = next(n for n, (role, _) in members.items() if role == 'leader')
     cluster.settled(leader, [n for n in NODES if n != leader])
     cluster.check_units(pids, {leader: LEADER, 'node3': follower(leader)})
     with open(os.path.join(cluster.workdir.path, 'node3', 'patroni.log')) as f:
-        print('rejoin of node3 after its PostgreSQL was killed: pg_rewind {0}'.format(
-            'ran' if 'running pg_rewind from' in f.read() else 'not needed'))
+        log = f.read()
+    assert 'running pg_rewind from' in log and 'pg_rewind exit code=0' in log, log[-3000:]
+    for port in (5433 + NODES.index(leader), 5435):  # what only the old leader had is gone from it, too
+        assert cluster.sql(port, "SELECT to_regclass('diverged') IS NULL") == 't'
     cluster.patronictl('switchover', SCOPE, '--primary', leader, '--candidate', 'node3', '--force')
     cluster.settled('node3', ['node1', 'node2'])
     cluster.check_units(pids, {'node3': LEADER})
