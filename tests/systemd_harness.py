@@ -38,6 +38,28 @@ ip link set lo up
 exec env -i container=patroni-sdnotify-test SYSTEMD_UNIT_PATH="$UNITS" {systemd} --unit={target}
 """.format(systemd=SYSTEMD, target=TARGET)
 
+# The same for a Debian root made by tests/debian_root.sh (a newer systemd): the root's systemd is PID 1 inside a
+# chroot (of a mount point: systemd remounts / as a slave), and the machine's / is bound (not recursively) at /host with a tmpfs over its /run, for the services,
+# which run there with RootDirectory=/host (see host_dropin).
+INNER_ROOT = """#!/bin/sh
+set -e
+R="$SYSTEMD_ROOT"
+mount --bind "$R" "$R"
+mount --bind / "$R/host"
+mount -t tmpfs -o mode=755 tmpfs "$R/host/run"
+mount -t proc proc "$R/proc"
+mount -t sysfs sysfs "$R/sys"
+mount -t cgroup2 cgroup2 "$R/sys/fs/cgroup"
+mount -t tmpfs -o mode=755 tmpfs "$R/run"
+mount --bind "$R/proc/sys" "$R/proc/sys"
+mount -o remount,bind,ro "$R/proc/sys"
+mount --rbind /dev "$R/dev"
+mount --bind "$CONSOLE" "$R/dev/console"
+ip link set lo up
+exec chroot "$R" env -i container=patroni-sdnotify-test SYSTEMD_UNIT_PATH="/host$UNITS" /lib/systemd/systemd \\
+    --unit={target}
+""".format(target=TARGET)
+
 STUBS = {
     'exit.target': '[Unit]\nDescription=Exit the harness\nDefaultDependencies=no\nRequires=sdnotify-exit.service\n'
                    'After=sdnotify-exit.service\nAllowIsolate=yes\n',
@@ -58,8 +80,11 @@ class Systemd(object):
     """
 
     def __init__(self, directory: str, units: Dict[str, str], dropins: Optional[Dict[str, str]] = None,
-                 instances: Optional[List[str]] = None) -> None:
+                 instances: Optional[List[str]] = None, root: Optional[str] = None) -> None:
         """Write *units* (name -> text) and *dropins* (``unit.d/name.conf`` -> text) and boot.
+
+        With *root* (a directory made by ``tests/debian_root.sh``), boot that root's systemd instead of the
+        machine's; paths in units then go through :meth:`host_path`, and services need :func:`host_dropin`.
 
         The harness target refers to every unit, and to the template *instances*, with ``After=``, so that systemd
         keeps an inactive or failed unit loaded (it would garbage-collect it) and ``systemctl show`` can still tell
@@ -81,13 +106,15 @@ class Systemd(object):
         os.mkdir(self.cgroup)
         inner = os.path.join(self.dir, 'inner.sh')
         with open(inner, 'w') as f:
-            f.write(INNER)
+            f.write(INNER_ROOT if root else INNER)
         os.chmod(inner, 0o755)
         self._master, slave = os.openpty()
         self.console_log = os.path.join(self.dir, 'console.log')
         self._console = threading.Thread(target=self._drain, daemon=True)
         self._console.start()
-        env = {'PATH': '/usr/sbin:/usr/bin:/sbin:/bin', 'CONSOLE': os.ttyname(slave), 'UNITS': self.units}
+        self.root = root
+        env = {'PATH': '/usr/sbin:/usr/bin:/sbin:/bin', 'CONSOLE': os.ttyname(slave), 'UNITS': self.units,
+               'SYSTEMD_ROOT': root or ''}
         self.proc = subprocess.Popen(
             ['/bin/sh', '-c', 'echo $$ > {0}/cgroup.procs && exec unshare --pid --fork --kill-child --mount '
              '--propagation private --uts --ipc --net --cgroup {1}'.format(self.cgroup, inner)],
@@ -124,13 +151,22 @@ class Systemd(object):
                 out.write(data)
                 out.flush()
 
-    def run(self, *cmd: str, timeout: float = 120) -> 'subprocess.CompletedProcess[str]':
-        """Run *cmd* inside every namespace of the harness, with an empty environment."""
-        return subprocess.run(['nsenter', '-t', str(self.pid), '-a', 'env', '-i', 'PATH=/usr/bin:/bin'] + list(cmd),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=timeout)
+    def run(self, *cmd: str, timeout: float = 120, in_root: bool = False) -> 'subprocess.CompletedProcess[str]':
+        """Run *cmd* inside every namespace of the harness, with an empty environment.
+
+        The machine's programs run, unless *in_root*: then the programs of systemd's own root (its systemctl).
+        """
+        where = ['-r', '-w'] if in_root and self.root else []
+        return subprocess.run(['nsenter', '-t', str(self.pid), '-a'] + where + ['env', '-i', 'PATH=/usr/bin:/bin']
+                              + list(cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                              timeout=timeout)
 
     def systemctl(self, *args: str, timeout: float = 120) -> 'subprocess.CompletedProcess[str]':
-        return self.run('systemctl', '--no-pager', *args, timeout=timeout)
+        return self.run('systemctl', '--no-pager', *args, timeout=timeout, in_root=True)
+
+    def host_path(self, path: str) -> str:
+        """*path* on the machine as systemd itself sees it (for ``StandardOutput=append:``)."""
+        return '/host' + path if self.root else path
 
     def show(self, unit: str, *properties: str) -> Dict[str, str]:
         """``systemctl show`` of *properties* of *unit*, as a dict."""
@@ -210,10 +246,16 @@ def etcd_unit(etcd: str, data_dir: str, log: str) -> str:
             ).format(etcd, data_dir, log)
 
 
+def host_dropin() -> str:
+    """For a harness with a root: the service runs in the machine's / (its Python, PostgreSQL and etcd), with API
+    file systems and a /run of its own; systemd makes its notification socket reachable there."""
+    return '[Service]\nRootDirectory=/host\nMountAPIVFS=yes\n'
+
+
 def owned_by_postgres(path: str) -> str:
     os.makedirs(path, exist_ok=True)
     os.chown(path, POSTGRES.pw_uid, POSTGRES.pw_gid)
     return path
 
 
-__all__: List[str] = ['Systemd', 'unit_for_test', 'log_dropin', 'etcd_unit', 'owned_by_postgres']
+__all__: List[str] = ['Systemd', 'unit_for_test', 'log_dropin', 'etcd_unit', 'host_dropin', 'owned_by_postgres']
