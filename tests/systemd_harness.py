@@ -39,8 +39,8 @@ exec env -i container=patroni-sdnotify-test SYSTEMD_UNIT_PATH="$UNITS" {systemd}
 """.format(systemd=SYSTEMD, target=TARGET)
 
 # The same for a Debian root made by tests/debian_root.sh (a newer systemd): the root's systemd is PID 1 inside a
-# chroot (of a mount point: systemd remounts / as a slave), and the machine's / is bound (not recursively) at /host with a tmpfs over its /run, for the services,
-# which run there with RootDirectory=/host (see host_dropin).
+# chroot (of a mount point: systemd remounts / as a slave). The machine's / is bound (not recursively) at /host,
+# with a tmpfs over its /run, for the services, which run there with RootDirectory=/host (see host_dropin).
 INNER_ROOT = """#!/bin/sh
 set -e
 R="$SYSTEMD_ROOT"

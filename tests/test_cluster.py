@@ -1,7 +1,8 @@
 """A three-member cluster under a real systemd 252: one ``patroni@nodeN`` instance of the shipped template unit each.
 
 Steps: start, switchover, failover, reinit, restart, the leader's PostgreSQL killed (a replica takes over and the old
-leader, which wrote WAL its replicas never got, rejoins through pg_rewind), a reload during a switchover, the leader's unit stopped.
+leader, which wrote WAL its replicas never got, rejoins through pg_rewind), a reload during a switchover, the leader's
+unit stopped.
 Cluster operations are where Type=notify went wrong for users (upstream #3586: units died on switchover and reinit
 because PostgreSQL notified through an inherited NOTIFY_SOCKET). After every step: each unit active/running,
 NRestarts=0, the same main PID, STATUS naming the new role; and systemd never saw a notification from a child.

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from realparts import BIN, ETCD, ROOT, wait_for, Workdir
+from realparts import BIN, ETCD, ROOT, Workdir
 from systemd_harness import etcd_unit, host_dropin, log_dropin, Systemd, unit_for_test
 from test_systemd_units import Node, patroni_status, shipped
 
