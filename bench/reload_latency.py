@@ -3,8 +3,9 @@
 
 Both run as postgres with PostgreSQL 15 and one etcd 3.4 on loopback (tests/realparts.py). Each round rewrites each
 node's configuration (a new tag), sends it SIGHUP and times until the new tag shows in GET /patroni; the nodes
-take turns, and a random pause puts the signal at a random point of the HA loop's nap. For the patched node the
-notify socket's RELOADING=1 -> READY=1 is measured too (upstream sends nothing without python-systemd).
+take turns, and a random pause puts the signal at a random point of the HA loop's nap. Each node has a notify
+socket of its own, and RELOADING=1 -> READY=1 is measured too: upstream gets Debian's python3-systemd (unpacked by
+tests/deps.sh), without which it sends nothing.
 
 Usage (as root): .venv/bin/python bench/reload_latency.py --upstream .venv-upstream/bin/patroni [--reloads 50]
 """
@@ -21,7 +22,7 @@ from typing import Dict, List
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'tests'))
 
-from realparts import BIN, Etcd, NotifyListener, Patroni, wait_for, Workdir  # noqa: E402
+from realparts import BIN, Etcd, NotifyListener, Patroni, PYTHON_SYSTEMD, wait_for, Workdir  # noqa: E402
 
 SLOW_LOOP = {'bootstrap': {'dcs': {'ttl': 30, 'loop_wait': 10, 'retry_timeout': 10}}}
 
@@ -46,14 +47,18 @@ def main() -> int:
     workdir = Workdir()
     etcd = Etcd(workdir.path)
     nodes: Dict[str, Patroni] = {}
+    managers: Dict[str, NotifyListener] = {}
     try:
-        manager = NotifyListener(os.path.join(workdir.path, 'notify'))
         for name, executable in (('upstream', args.upstream), ('patched', args.patched)):
+            managers[name] = NotifyListener(os.path.join(workdir.path, 'notify-' + name))
             nodes[name] = Patroni(workdir, etcd, 'bench-' + name, extra=SLOW_LOOP,
-                                  executable=os.path.abspath(executable))
-            nodes[name].start(manager.address if name == 'patched' else None)
+                                  executable=os.path.abspath(executable),
+                                  env={'PYTHONPATH': PYTHON_SYSTEMD} if name == 'upstream' else None)
+            nodes[name].start(managers[name].address)
         for node in nodes.values():
             node.wait_running(120)
+        for manager in managers.values():
+            manager.wait('READY=1', count=1, timeout=120)
         applied: Dict[str, List[float]] = {name: [] for name in nodes}
         for i in range(args.reloads):
             for name, node in nodes.items():
@@ -64,20 +69,21 @@ def main() -> int:
                 wait_for(lambda: node.status().get('tags') == {'round': str(i)}, 60, '{0} round {1}'.format(name, i),
                          interval=0.01)
                 applied[name].append(time.monotonic() - start)
-                if name == 'patched':
-                    manager.wait('READY=1', count=i + 2, timeout=60)
-        reloading = [t for t, m in manager.messages if m.startswith('RELOADING=1')]
-        ready = [t for t, m in manager.messages if m.startswith('READY=1')][1:]
+                managers[name].wait('READY=1', count=i + 2, timeout=60)
         print('reload latency, loop_wait 10, {0} reloads each, seconds'.format(args.reloads))
         for name in nodes:
             print('SIGHUP -> new config in GET /patroni, {0:8}: {1}'.format(name, summary(applied[name])))
-        print('RELOADING=1 -> READY=1, patched:                 {0}'.format(
-            summary([b - a for a, b in zip(reloading, ready)])))
+        for name, manager in managers.items():
+            reloading = [t for t, m in manager.messages if m.startswith('RELOADING=1')]
+            ready = [t for t, m in manager.messages if m.startswith('READY=1')][1:]
+            print('RELOADING=1 -> READY=1,             {0:8}: {1}'.format(
+                name, summary([b - a for a, b in zip(reloading, ready)])))
     finally:
         for node in nodes.values():
             if node.proc:
                 node.stop()
-        manager.close()
+        for manager in managers.values():
+            manager.close()
         etcd.stop()
         workdir.cleanup()
     return 0

@@ -24,6 +24,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ETCD = os.path.join(ROOT, '.cache', 'etcd', 'usr', 'bin', 'etcd')
 PG_BIN = '/usr/lib/postgresql/15/bin'
 BIN = os.path.dirname(sys.executable)
+# Debian's python3-systemd, unpacked by tests/deps.sh: what upstream 4.1.5 needs to notify systemd at all
+PYTHON_SYSTEMD = os.path.join(ROOT, '.cache', 'python3-systemd', 'usr', 'lib', 'python3', 'dist-packages')
 POSTGRES = pwd.getpwnam('postgres')
 
 
@@ -197,8 +199,10 @@ class Patroni(object):
     """One patched Patroni node: its config file, its process, its log."""
 
     def __init__(self, workdir: Workdir, etcd: Etcd, scope: str, name: str = 'node1',
-                 extra: Optional[Dict[str, Any]] = None, executable: str = os.path.join(BIN, 'patroni')) -> None:
+                 extra: Optional[Dict[str, Any]] = None, executable: str = os.path.join(BIN, 'patroni'),
+                 env: Optional[Dict[str, str]] = None) -> None:
         self.executable = executable
+        self.env = env or {}
         self.workdir = workdir
         self.etcd = etcd
         self.scope = scope
@@ -226,7 +230,7 @@ class Patroni(object):
         With *block_sighup*, return once env has blocked SIGHUP (~1 ms after exec): the launcher's own first
         instants, before it can block anything, are the one window no program can close from inside.
         """
-        env = {'PATH': '/usr/bin:/bin', 'HOME': self.dir, 'LC_ALL': 'C.UTF-8'}
+        env = dict(self.env, PATH='/usr/bin:/bin', HOME=self.dir, LC_ALL='C.UTF-8')
         if notify_socket:
             env['NOTIFY_SOCKET'] = notify_socket
         cmd = [self.executable, self.config_path]
