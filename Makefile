@@ -4,7 +4,7 @@ PYTHON ?= /usr/bin/python3
 VENV ?= .venv
 EXTRAS ?= etcd3,psycopg2-binary
 
-.PHONY: install test deps demo
+.PHONY: install test deps demo results
 
 install:
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -24,3 +24,8 @@ test: deps
 # boot a real systemd in private namespaces, start+reload the shipped unit, show status (see README)
 demo: deps
 	$(VENV)/bin/python tests/demo.py
+
+# every benchmark, upstream and patched side by side; rewrites docs/results.md and docs/startup-timeline.png (~35 min)
+results: deps
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	$(VENV)/bin/python bench/results.py

@@ -78,6 +78,8 @@ def main() -> int:
             ready = [t for t, m in manager.messages if m.startswith('READY=1')][1:]
             print('RELOADING=1 -> READY=1,             {0:8}: {1}'.format(
                 name, summary([b - a for a, b in zip(reloading, ready)])))
+        print('SIGHUP -> new config, p50 ratio upstream / patched: {0:.0f}x'.format(
+            statistics.median(applied['upstream']) / statistics.median(applied['patched'])))
     finally:
         for node in nodes.values():
             if node.proc:

@@ -80,6 +80,10 @@ def main() -> int:
         p50 = statistics.median(values)
         row = (name, values[0], p50, p95, values[-1], p50 - floor)
         print('{0:34} {1:7.1f} {2:7.1f} {3:7.1f} {4:7.1f} {5:12.1f}'.format(*row))
+    if args.upstream:
+        p50 = {name: statistics.median(values) for name, values in results.items()}
+        print('p50 ratios: upstream / patched {0:.1f}x, upstream / patched with env {1:.0f}x'.format(
+            p50['upstream'] / p50['patched'], p50['upstream'] / p50['patched, env --block-signal=HUP']))
     return 0
 
 

@@ -179,8 +179,12 @@ class NotifyListener(object):
 
     def names(self) -> List[str]:
         """The state changes in order, e.g. ``['READY=1', 'RELOADING=1']``: the first assignment of each message
-        that is not only a ``STATUS=``."""
-        return [m.split('\n')[0] for _, m in self.messages if not m.startswith('STATUS=')]
+        that is neither only a ``STATUS=`` nor a stop timeout extension (see :meth:`extensions`)."""
+        return [m.split('\n')[0] for _, m in self.messages if not m.startswith(('STATUS=', 'EXTEND_TIMEOUT_USEC='))]
+
+    def extensions(self) -> List[int]:
+        """The indexes in :attr:`messages` of ``EXTEND_TIMEOUT_USEC=`` messages."""
+        return [i for i, (_, m) in enumerate(self.messages) if m.startswith('EXTEND_TIMEOUT_USEC=')]
 
     def wait(self, message: str, count: int = 1, timeout: float = 60) -> float:
         """Wait for the *count*-th message that begins with *message*; return its arrival time."""

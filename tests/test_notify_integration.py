@@ -94,6 +94,9 @@ def test_sequence_ready_after_first_cycle_and_children_never_see_the_socket(node
     postmaster = n.postmaster_pid()
     assert n.stop() == 0
     assert manager.names() == ['READY=1', 'STOPPING=1']
+    # the stop of PostgreSQL may extend systemd's stop timeout, only after STOPPING=1
+    stopping = next(i for i, (_, m) in enumerate(manager.messages) if m.startswith('STOPPING=1'))
+    assert all(i > stopping for i in manager.extensions()), manager.messages
     assert etcd.get('/service/{0}/leader'.format(n.scope)) is None
     assert not os.path.exists('/proc/{0}'.format(postmaster))
     stop_env = wait_for(lambda: os.path.exists(os.path.join(workdir.path, 'callback-on_stop.env')), 30, 'on_stop')
@@ -249,4 +252,5 @@ def test_status_and_a_failed_reload(node, listener):
     wait_for(lambda: not statuses(manager)[-1].startswith('reload failed'), 10, 'STATUS cleared')
     assert n.status().get('tags') == {'config': 'fixed'}
     assert n.stop() == 0
-    assert manager.messages[-1][1] == 'STOPPING=1\nSTATUS=shutting down'
+    last = [m for i, (_, m) in enumerate(manager.messages) if i not in manager.extensions()][-1]
+    assert last == 'STOPPING=1\nSTATUS=shutting down'

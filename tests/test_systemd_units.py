@@ -5,6 +5,7 @@ The claim: ``systemctl start patroni; systemctl reload patroni`` back to back ne
 """
 
 import os
+import shutil
 import subprocess
 import time
 import uuid
@@ -19,6 +20,7 @@ pytestmark = pytest.mark.slow
 UNITS = os.path.join(ROOT, 'extras', 'startup_scripts')
 UPSTREAM_PATRONI = os.path.join(ROOT, '.venv-upstream', 'bin', 'patroni')
 TRIALS = int(os.environ.get('SDNOTIFY_TRIALS', '30'))
+FRESH_TRIALS = int(os.environ.get('SDNOTIFY_FRESH_TRIALS', '10'))
 # upstream's unit before it became Type=notify: the shape that 4.1.x users without python-systemd run
 UPSTREAM_UNIT = """[Unit]
 Description=Patroni 4.1.5 from pip, Type=simple (control)
@@ -79,8 +81,9 @@ class Node(object):
         self.log = os.path.join(self.dir, 'patroni.log')
         self.config = self.write()
 
-    def write(self, tags=None):
+    def write(self, tags=None, parameters=None):
         config = patroni_config(self.dir, self.scope, 'node1', 2379, 8008, 5432, tags)
+        config['postgresql']['parameters'].update(parameters or {})
         return write_config(self.workdir, os.path.join(self.dir, 'patroni.yml'), config)
 
     def tail(self):
@@ -140,13 +143,41 @@ def start_and_reload(harness):
                                   'trial {0}: the reload closed by READY=1'.format(trial),
                                   'ActiveState', 'SubState', 'MainPID', 'NRestarts')
         assert state['ActiveState'] in ('active', 'reloading'), state
-        assert after['SubState'] == 'running' and after['NRestarts'] == '0', after
+        assert after['SubState'] == 'running' and after['NRestarts'] == '0', (trial, after, node.tail())
         assert after['MainPID'] == state['MainPID'] != '0', (state, after)
         survived += 1
         stop = harness.systemctl('stop', 'patroni.service')
         assert stop.returncode == 0, stop.stderr
     assert survived == TRIALS
     print('patched, Type=notify, start+reload: {0}/{1} alive'.format(survived, TRIALS))
+
+
+def test_start_and_reload_of_a_new_node(harness):
+    """``systemctl start; systemctl reload`` on a node without data: the reload lands while initdb runs (READY=1
+    follows the first HA cycle, which starts the bootstrap) and must not break the bootstrap (series 0008)."""
+    node = harness.patched
+    for trial in range(FRESH_TRIALS):
+        node.scope = 'fresh-{0}-{1}'.format(trial, uuid.uuid4().hex[:6])
+        shutil.rmtree(os.path.join(node.dir, 'data'), ignore_errors=True)
+        node.write(tags={'trial': 'before'})
+        start = harness.systemctl('start', 'patroni.service')
+        node.write(tags={'trial': str(trial)})
+        reload = harness.systemctl('reload', 'patroni.service')
+        try:
+            assert start.returncode == 0 and reload.returncode == 0, (trial, start.stderr, reload.stderr)
+            wait_for(lambda: patroni_status(harness).get('state') == 'running'
+                     and patroni_status(harness).get('tags') == {'trial': str(trial)}, 60,
+                     'trial {0}: bootstrapped, reload applied\n{1}'.format(trial, node.tail()))
+            state = harness.show('patroni.service', 'ActiveState', 'NRestarts')
+            assert state == {'ActiveState': 'active', 'NRestarts': '0'}, (trial, state, node.tail())
+        finally:
+            harness.systemctl('stop', 'patroni.service')
+    with open(node.log) as f:
+        skipped = f.read().count('Skipping PostgreSQL configuration update while the data directory is being created')
+    # the race is real only if some reloads landed during initdb: they must have been applied without the files
+    assert skipped >= 1, 'no reload landed during initdb in {0} trials: the test proves nothing'.format(FRESH_TRIALS)
+    print('patched, start+reload of a new node: {0}/{0} bootstrapped, no restart; {1} reloads landed during initdb'
+          .format(FRESH_TRIALS, skipped))
 
 
 def test_control_upstream_type_simple_is_killed_by_the_same_harness(harness):
@@ -258,3 +289,88 @@ def test_watchdog_restarts_a_hung_patroni(harness):
         os.unlink(dropin)
         harness.systemctl('daemon-reload')
         harness.systemctl('stop', 'patroni.service')
+
+
+def dropin(harness, name, text):
+    """Add a drop-in to patroni.service and reload systemd; returns its path, for removal."""
+    path = os.path.join(harness.units, 'patroni.service.d', name)
+    with open(path, 'w') as f:
+        f.write(text)
+    assert harness.systemctl('daemon-reload').returncode == 0
+    return path
+
+
+def postgres_pids(harness, node):
+    """The postmaster and its children, as PIDs of the harness's PID namespace."""
+    with open(os.path.join(node.dir, 'data', 'postmaster.pid')) as f:
+        postmaster = f.readline().strip()
+    return [postmaster] + harness.run('pgrep', '-P', postmaster).stdout.split()
+
+
+def test_slow_stop_is_extended_while_postgres_works(harness):
+    """A shutdown that takes longer than TimeoutStopSec= but makes progress (the archiver works off a backlog of WAL,
+    1 s a segment, before PostgreSQL may exit) ends cleanly: extended, not killed; the leader key released."""
+    node = harness.patched
+    node.write(parameters={'archive_mode': 'on', 'archive_command': 'sleep 1'})
+    path = dropin(harness, 'stop.conf', '[Service]\nTimeoutStopSec=3\n')
+    try:
+        assert harness.systemctl('start', 'patroni.service').returncode == 0
+        wait_for(lambda: patroni_status(harness).get('state') == 'running', 60, 'PostgreSQL running\n' + node.tail())
+        for i in range(12):  # twelve segments, switched faster than the archiver takes them
+            result = harness.run('psql', '-h', '127.0.0.1', '-p', '5432', '-U', 'postgres', '-d', 'postgres', '-XAtc',
+                                 'CREATE TABLE backlog{0} (); SELECT pg_switch_wal()'.format(i))
+            assert result.returncode == 0, result.stderr
+        status_dir = os.path.join(node.dir, 'data', 'pg_wal', 'archive_status')
+        backlog = len([f for f in os.listdir(status_dir) if f.endswith('.ready')])
+        assert backlog >= 6, backlog
+        started = time.monotonic()
+        stop = harness.systemctl('stop', 'patroni.service')
+        took = time.monotonic() - started
+        assert stop.returncode == 0, stop.stderr
+        state = harness.show('patroni.service', 'ActiveState', 'Result')
+        assert state == {'ActiveState': 'inactive', 'Result': 'success'}, (state, node.tail())
+        assert took > 3, 'the shutdown took {0:.1f} s: nothing to extend, the test proves nothing'.format(took)
+        assert harness.etcd_get('/service/{0}/leader'.format(node.scope)) is None
+        assert not [f for f in os.listdir(status_dir) if f.endswith('.ready')], 'the backlog archived'
+        print('stop with {0} WAL segments to archive, TimeoutStopSec=3: clean, {1:.1f} s'.format(backlog, took))
+    finally:
+        os.unlink(path)
+        harness.systemctl('daemon-reload')
+        harness.systemctl('stop', 'patroni.service')
+
+
+def test_stop_without_progress_ends_at_the_limit(harness):
+    """A shutdown that does nothing (PostgreSQL's processes stopped) is not extended: systemd ends it at
+    TimeoutStopSec=, and Patroni, which stays at it, is killed (KillMode=process: PostgreSQL is left alone)."""
+    node = harness.patched
+    node.write()
+    path = dropin(harness, 'stop.conf', '[Service]\nTimeoutStopSec=3\n')
+    pids = []
+    try:
+        assert harness.systemctl('start', 'patroni.service').returncode == 0
+        wait_for(lambda: patroni_status(harness).get('state') == 'running', 60, 'PostgreSQL running\n' + node.tail())
+        pids = postgres_pids(harness, node)
+        assert harness.run('kill', '-STOP', *pids).returncode == 0
+        started = time.monotonic()
+        try:
+            harness.systemctl('stop', 'patroni.service', timeout=60)
+        except subprocess.TimeoutExpired:
+            with open(harness.console_log, errors='replace') as f:
+                console = f.read()[-4000:]
+            raise AssertionError('systemctl stop still running after 60 s\n{0}\n{1}\n{2}\n{3}'.format(
+                harness.systemctl('status', 'patroni.service').stdout, harness.run('ps', 'axfo', 'pid,stat,cmd').stdout,
+                console, node.tail()))
+        took = time.monotonic() - started
+        state = harness.show('patroni.service', 'ActiveState', 'Result')
+        assert state['Result'] == 'timeout' and state['ActiveState'] in ('inactive', 'failed'), state
+        assert took < 3 + 20, took  # generous; extended, it would take at least 30 s more
+        print('stop of a PostgreSQL that makes no progress, TimeoutStopSec=3: ended after {0:.1f} s'.format(took))
+    finally:
+        if pids:  # PostgreSQL resumes, and shuts down (Patroni may have been killed before it asked)
+            harness.run('kill', '-CONT', *pids)
+            harness.run('kill', '-INT', pids[0])
+            wait_for(lambda: not os.path.exists(os.path.join(node.dir, 'data', 'postmaster.pid')), 60,
+                     'PostgreSQL shut down')
+        os.unlink(path)
+        harness.systemctl('daemon-reload')
+        harness.systemctl('reset-failed', 'patroni.service')

@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+"""Run every benchmark and write docs/results.md (and docs/startup-timeline.png) from bench/results.md.in.
+
+One command regenerates the page: ``make results`` (about 35 minutes; the two reload benchmarks spend most of it
+waiting for random points of a 10 s HA loop). Each benchmark's output is kept in docs/results/<name>.txt, so
+``--only NAME`` reruns one and renders the page again with the others' last outputs. A benchmark that fails stops
+the run with one line, and the page is left as it was.
+
+Usage (as root, after `make install deps`): .venv/bin/python bench/results.py [--only NAME ...]
+"""
+
+import argparse
+import datetime
+import os
+import platform
+import subprocess
+import sys
+
+from typing import Dict, List
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PYTHON = '.venv/bin/python'
+BENCHES: Dict[str, List[str]] = {
+    'sighup_window': [PYTHON, 'bench/sighup_window.py', '--patched', '.venv/bin/patroni',
+                      '--upstream', '.venv-upstream/bin/patroni', '--trials', '30'],
+    'reload_latency': [PYTHON, 'bench/reload_latency.py', '--upstream', '.venv-upstream/bin/patroni',
+                       '--reloads', '50'],
+    'notify_reload': [PYTHON, 'bench/notify_reload.py', '--reloads', '50'],
+    'startup_timeline': [PYTHON, 'bench/startup_timeline.py', '--trials', '5', '--png', 'docs/startup-timeline.png'],
+}
+OUT = os.path.join(ROOT, 'docs', 'results')
+
+
+def main() -> int:
+    """Run the benchmarks asked for, then render the page."""
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--only', nargs='+', choices=sorted(BENCHES), help='rerun only these')
+    args = parser.parse_args()
+    os.makedirs(OUT, exist_ok=True)
+    for name in args.only or BENCHES:
+        print('running ' + ' '.join(BENCHES[name]), flush=True)
+        result = subprocess.run(BENCHES[name], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                universal_newlines=True)
+        if result.returncode != 0:
+            last = (result.stderr.strip().splitlines() or ['exit code {0}'.format(result.returncode)])[-1]
+            print('results.py: {0} failed, docs/results.md unchanged: {1}'.format(name, last), file=sys.stderr)
+            return 1
+        with open(os.path.join(OUT, name + '.txt'), 'w') as f:
+            f.write('$ {0}\n# {1}\n{2}'.format(' '.join(BENCHES[name]), datetime.date.today(), result.stdout))
+    fields = {'machine': '{0} cores, {1}, Python {2}'.format(os.cpu_count(), platform.platform(terse=True),
+                                                             platform.python_version())}
+    for name in BENCHES:
+        try:
+            with open(os.path.join(OUT, name + '.txt')) as f:
+                fields[name] = f.read().rstrip('\n')
+        except OSError:
+            fields[name] = '(not run yet: bench/results.py --only {0})'.format(name)
+    with open(os.path.join(ROOT, 'bench', 'results.md.in')) as f:
+        page = f.read().format(**fields)
+    with open(os.path.join(ROOT, 'docs', 'results.md'), 'w') as f:
+        f.write(page)
+    print('wrote docs/results.md')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
