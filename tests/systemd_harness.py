@@ -108,18 +108,20 @@ class Systemd(object):
         with open(inner, 'w') as f:
             f.write(INNER_ROOT if root else INNER)
         os.chmod(inner, 0o755)
-        self._master, slave = os.openpty()
+        # the console: we keep the terminal side open too, for as long as systemd runs; otherwise, whenever systemd
+        # has it closed, a read of our side fails (EIO), the drain stops, and once the buffer is full systemd blocks
+        # writing to its console, for good
+        self._master, self._slave = os.openpty()
         self.console_log = os.path.join(self.dir, 'console.log')
         self._console = threading.Thread(target=self._drain, daemon=True)
         self._console.start()
         self.root = root
-        env = {'PATH': '/usr/sbin:/usr/bin:/sbin:/bin', 'CONSOLE': os.ttyname(slave), 'UNITS': self.units,
+        env = {'PATH': '/usr/sbin:/usr/bin:/sbin:/bin', 'CONSOLE': os.ttyname(self._slave), 'UNITS': self.units,
                'SYSTEMD_ROOT': root or ''}
         self.proc = subprocess.Popen(
             ['/bin/sh', '-c', 'echo $$ > {0}/cgroup.procs && exec unshare --pid --fork --kill-child --mount '
              '--propagation private --uts --ipc --net --cgroup {1}'.format(self.cgroup, inner)],
             env=env, stdin=subprocess.DEVNULL)
-        os.close(slave)
         try:
             self.pid = int(wait_for(self._child, 10, 'systemd forked by unshare'))
             wait_for(lambda: self.systemctl('is-system-running').stdout.strip() in ('running', 'degraded'), 30,
@@ -209,6 +211,7 @@ class Systemd(object):
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(30)
+        os.close(self._slave)
         os.close(self._master)
         deadline = time.monotonic() + 10
         while os.path.isdir(self.cgroup):

@@ -357,9 +357,11 @@ def test_stop_without_progress_ends_at_the_limit(harness):
         except subprocess.TimeoutExpired:
             with open(harness.console_log, errors='replace') as f:
                 console = f.read()[-4000:]
-            raise AssertionError('systemctl stop still running after 60 s\n{0}\n{1}\n{2}\n{3}'.format(
+            tasks = harness.run('sh', '-c', 'for t in /proc/[0-9]*/task/*; do echo "$t $(cut -d" " -f3 $t/stat) '
+                                '$(cat $t/wchan) $(cat $t/comm)"; done').stdout
+            raise AssertionError('systemctl stop still running after 60 s\n{0}\n{1}\n{2}\n{3}\n{4}'.format(
                 harness.systemctl('status', 'patroni.service').stdout, harness.run('ps', 'axfo', 'pid,stat,cmd').stdout,
-                console, node.tail()))
+                tasks, console, node.tail()))
         took = time.monotonic() - started
         state = harness.show('patroni.service', 'ActiveState', 'Result')
         assert state['Result'] == 'timeout' and state['ActiveState'] in ('inactive', 'failed'), state
