@@ -107,7 +107,9 @@ class Cluster(object):
         with open(os.path.join(self.workdir.path, name, 'data', 'postmaster.pid')) as f:
             postmaster = f.readline().strip()  # a PID in the harness's PID namespace
         children = self.systemd.run('pgrep', '-P', postmaster).stdout.split()
-        assert self.systemd.run('kill', '-KILL', postmaster, *children).returncode == 0
+        # one kill for all (a short-lived backend may be gone already: kill then exits 1, having killed the rest)
+        self.systemd.run('kill', '-KILL', postmaster, *children)
+        wait_for(lambda: self.systemd.run('kill', '-0', postmaster).returncode != 0, 10, 'the postmaster killed')
 
     def diagnostics(self):
         out = self.systemd.systemctl('status', 'patroni@*').stdout
