@@ -17,7 +17,6 @@ Usage (as root, after `make deps`): .venv/bin/python bench/notify_reload.py [--r
 import argparse
 import os
 import random
-import statistics
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from typing import Dict, List
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'tests'))
 
+from reload_latency import summary  # noqa: E402  (this script's directory is on sys.path)
 from realparts import BIN, ETCD, patroni_config, PYTHON_SYSTEMD, wait_for, Workdir, write_config  # noqa: E402
 from systemd_harness import etcd_unit, host_dropin, log_dropin, owned_by_postgres, Systemd  # noqa: E402
 from systemd_harness import unit_for_test  # noqa: E402
@@ -35,14 +35,6 @@ from test_systemd_units import shipped  # noqa: E402
 
 PATRONI = {'patroni.service': os.path.join(BIN, 'patroni'),
            'patroni-upstream.service': os.path.join(ROOT, '.venv-upstream', 'bin', 'patroni')}
-
-
-def summary(values: List[float]) -> str:
-    """p50 / p95 / max of *values*, in seconds."""
-    values = sorted(values)
-    p95 = values[min(len(values) - 1, int(round(0.95 * (len(values) - 1))))]
-    fields = (statistics.median(values), p95, values[-1], len(values))
-    return 'p50 {0:6.2f}  p95 {1:6.2f}  max {2:6.2f}  (n={3})'.format(*fields)
 
 
 def main() -> int:

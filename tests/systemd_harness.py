@@ -194,6 +194,16 @@ class Systemd(object):
         except ValueError:
             return None
 
+    def postmaster_pid(self, data_dir: str) -> str:
+        """The PID of the postmaster of *data_dir*, in the harness's PID namespace (from postmaster.pid)."""
+        with open(os.path.join(data_dir, 'postmaster.pid')) as f:
+            return f.readline().strip()
+
+    def postgres_pids(self, data_dir: str) -> List[str]:
+        """The postmaster of *data_dir* and its children, as PIDs of the harness's PID namespace."""
+        postmaster = self.postmaster_pid(data_dir)
+        return [postmaster] + self.run('pgrep', '-P', postmaster).stdout.split()
+
     def etcd_get(self, key: str) -> Optional[str]:
         """The value of *key* in the harness's etcd (v3 API), or ``None``."""
         answer = self.http_json('http://127.0.0.1:2379/v3/kv/range', {'key': base64.b64encode(key.encode()).decode()})

@@ -104,11 +104,10 @@ class Cluster(object):
         walsenders = wait_for(streaming, 60, 'two walsenders streaming from ' + name)
         assert self.systemd.run('kill', '-STOP', *walsenders).returncode == 0
         self.sql(port, 'CREATE TABLE diverged AS SELECT generate_series(1, 1000) AS i')
-        with open(os.path.join(self.workdir.path, name, 'data', 'postmaster.pid')) as f:
-            postmaster = f.readline().strip()  # a PID in the harness's PID namespace
-        children = self.systemd.run('pgrep', '-P', postmaster).stdout.split()
+        pids = self.systemd.postgres_pids(os.path.join(self.workdir.path, name, 'data'))
+        postmaster = pids[0]
         # one kill for all (a short-lived backend may be gone already: kill then exits 1, having killed the rest)
-        self.systemd.run('kill', '-KILL', postmaster, *children)
+        self.systemd.run('kill', '-KILL', *pids)
         wait_for(lambda: self.systemd.run('kill', '-0', postmaster).returncode != 0, 10, 'the postmaster killed')
 
     def diagnostics(self):

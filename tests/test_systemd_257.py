@@ -6,6 +6,7 @@ answered RELOADING=1 ... READY=1; a service that never answers hangs it (upstrea
 the new configuration is in effect, promptly, and also when the new file cannot be used.
 """
 
+import contextlib
 import os
 import subprocess
 import time
@@ -56,12 +57,21 @@ def tier():
     workdir.cleanup()
 
 
-def test_reload_returns_once_applied(tier):
+@contextlib.contextmanager
+def running(tier, tags):
+    """patroni.service started with *tags* in its configuration, and stopped at the end; yields the node."""
     node = tier.node
-    node.write(tags={'reload': 'start'})
+    node.write(tags=tags)
     result = tier.systemctl('start', 'patroni.service')
     assert result.returncode == 0, result.stderr + node.tail()
     try:
+        yield node
+    finally:
+        tier.systemctl('stop', 'patroni.service')
+
+
+def test_reload_returns_once_applied(tier):
+    with running(tier, {'reload': 'start'}) as node:
         assert tier.show('patroni.service', 'Type')['Type'] == 'notify-reload'
         main_pid = tier.show('patroni.service', 'MainPID')['MainPID']
         blocked = []
@@ -78,17 +88,11 @@ def test_reload_returns_once_applied(tier):
         blocked.sort()
         print('systemd 257, notify-reload: `systemctl reload` blocked {0:.2f} s median, {1:.2f} s max ({2} reloads)'
               .format(blocked[len(blocked) // 2], blocked[-1], len(blocked)))
-    finally:
-        tier.systemctl('stop', 'patroni.service')
 
 
 def test_failed_reload_answers_and_keeps_the_old_configuration(tier):
     """A file that cannot be used: the reload still ends (READY=1), STATUS says so until a good reload."""
-    node = tier.node
-    node.write(tags={'reload': 'good'})
-    result = tier.systemctl('start', 'patroni.service')
-    assert result.returncode == 0, result.stderr + node.tail()
-    try:
+    with running(tier, {'reload': 'good'}) as node:
         with open(node.config, 'w') as f:
             f.write('scope: [unterminated\n')
         reload = tier.systemctl('reload', 'patroni.service', timeout=RELOAD_BOUND)
@@ -106,5 +110,3 @@ def test_failed_reload_answers_and_keeps_the_old_configuration(tier):
         assert patroni_status(tier).get('tags') == {'reload': 'fixed'}
         status = tier.show('patroni.service', 'StatusText')['StatusText']
         assert 'reload failed' not in status, status
-    finally:
-        tier.systemctl('stop', 'patroni.service')

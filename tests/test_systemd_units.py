@@ -214,8 +214,7 @@ def test_status_and_stop(harness):
     assert 'Active: active (running)' in text, text
     assert 'Main PID: {0} (patroni)'.format(main_pid) in text, text
     assert harness.etcd_get('/service/{0}/leader'.format(node.scope)) == 'node1'
-    with open(os.path.join(node.dir, 'data', 'postmaster.pid')) as f:
-        postmaster = f.readline().strip()  # a PID in the harness's PID namespace
+    postmaster = harness.postmaster_pid(os.path.join(node.dir, 'data'))
     stop = harness.systemctl('stop', 'patroni.service')
     assert stop.returncode == 0, stop.stderr
     state = harness.show('patroni.service', 'ActiveState', 'Result', 'ExecMainStatus')
@@ -268,10 +267,8 @@ def test_watchdog_restarts_a_hung_patroni(harness):
     """Opt-in WatchdogSec=: pings come from the HA loop; a loop that stops cycling gets Patroni restarted."""
     node = harness.patched
     node.write()
-    dropin = os.path.join(harness.units, 'patroni.service.d', 'watchdog.conf')
-    with open(dropin, 'w') as f:  # loop_wait 2 + retry_timeout 5 in the test config: 15 s leaves room
-        f.write('[Service]\nWatchdogSec=15\nTimeoutAbortSec=2\nRestartSec=1\n')
-    assert harness.systemctl('daemon-reload').returncode == 0
+    # loop_wait 2 + retry_timeout 5 in the test config: 15 s leaves room
+    path = dropin(harness, 'watchdog.conf', '[Service]\nWatchdogSec=15\nTimeoutAbortSec=2\nRestartSec=1\n')
     try:
         assert harness.systemctl('start', 'patroni.service').returncode == 0
         first = harness.show('patroni.service', 'WatchdogTimestampMonotonic', 'MainPID', 'NRestarts')
@@ -286,7 +283,7 @@ def test_watchdog_restarts_a_hung_patroni(harness):
         assert after['MainPID'] != first['MainPID']
         wait_for(lambda: patroni_status(harness).get('state') == 'running', 60, 'the new Patroni with PostgreSQL')
     finally:
-        os.unlink(dropin)
+        os.unlink(path)
         harness.systemctl('daemon-reload')
         harness.systemctl('stop', 'patroni.service')
 
@@ -298,13 +295,6 @@ def dropin(harness, name, text):
         f.write(text)
     assert harness.systemctl('daemon-reload').returncode == 0
     return path
-
-
-def postgres_pids(harness, node):
-    """The postmaster and its children, as PIDs of the harness's PID namespace."""
-    with open(os.path.join(node.dir, 'data', 'postmaster.pid')) as f:
-        postmaster = f.readline().strip()
-    return [postmaster] + harness.run('pgrep', '-P', postmaster).stdout.split()
 
 
 def test_slow_stop_is_extended_while_postgres_works(harness):
@@ -349,7 +339,7 @@ def test_stop_without_progress_ends_at_the_limit(harness):
     try:
         assert harness.systemctl('start', 'patroni.service').returncode == 0
         wait_for(lambda: patroni_status(harness).get('state') == 'running', 60, 'PostgreSQL running\n' + node.tail())
-        pids = postgres_pids(harness, node)
+        pids = harness.postgres_pids(os.path.join(node.dir, 'data'))
         assert harness.run('kill', '-STOP', *pids).returncode == 0
         started = time.monotonic()
         try:
