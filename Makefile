@@ -9,7 +9,7 @@ EXTRAS ?= etcd3,psycopg2-binary
 install:
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check '.[$(EXTRAS)]'
-	$(VENV)/bin/patroni --version
+	$(VENV)/bin/pip show patroni | sed -n "s/^Version: /patroni /p"
 
 deps:
 	tests/deps.sh
@@ -19,7 +19,7 @@ deps:
 	  .venv-upstream/bin/pip install --quiet --disable-pip-version-check 'patroni[$(EXTRAS)]==4.1.5')
 
 test: deps
-	$(VENV)/bin/python -m pytest tests generated/upstream-tests/test_systemd.py
+	$(VENV)/bin/python -m pytest tests generated/upstream-tests/test_systemd.py generated/upstream-tests/test_reload_config.py
 
 # boot a real systemd in private namespaces, start+reload the shipped unit, show status (see README)
 demo: deps

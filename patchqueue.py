@@ -230,23 +230,6 @@ def apply_patch(tree: str, patch: str) -> None:
         raise BuildError('patch {0} does not apply to the pristine tree: {1}'.format(name, detail))
 
 
-def set_version(tree: str, pin: Pin) -> None:
-    """Give the patched package its own version, so that ``patroni --version`` tells it apart from upstream.
-
-    :param tree: the patched tree.
-    :param pin: the pin.
-    """
-    path = os.path.join(tree, 'patroni', 'version.py')
-    with open(path) as f:
-        text = f.read()
-    new, count = re.subn(r"^__version__ = '{0}'$".format(re.escape(pin.version)),
-                         "__version__ = '{0}'".format(pin.package_version), text, flags=re.M)
-    if count != 1:
-        raise BuildError("{0}: no line __version__ = '{1}' to relabel".format(path, pin.version))
-    with open(path, 'w') as f:
-        f.write(new)
-
-
 def upstream_metadata(tree: str) -> Dict[str, Any]:
     """Read upstream's own metadata from the sdist: PKG-INFO, requires.txt and entry_points.txt.
 
@@ -349,12 +332,13 @@ def build(root: str = HERE) -> Dict[str, Any]:
         return current
     with tempfile.TemporaryDirectory(prefix='build-', dir=cache_dir(root)) as tmp:
         tree = patched_tree(root, pin, patches, os.path.join(tmp, 'src'))
-        set_version(tree, pin)
         metadata = upstream_metadata(tree)
         metadata.update(stamp=stamp, version=pin.package_version, upstream_version=pin.version)
         staged = os.path.join(tmp, 'staged')
         os.makedirs(os.path.join(staged, 'generated'))
-        shutil.copytree(os.path.join(tree, 'patroni'), os.path.join(staged, 'patroni'))
+        # new mtimes: setuptools' build_py skips a file that is not newer than its copy in build/, and the sdist's
+        # files are older than any build of an earlier series
+        shutil.copytree(os.path.join(tree, 'patroni'), os.path.join(staged, 'patroni'), copy_function=shutil.copy)
         # the series' upstream-style unit tests, for the ones that run without upstream's git checkout
         shutil.copytree(os.path.join(tree, 'tests'), os.path.join(staged, 'generated', 'upstream-tests'))
         shutil.copy2(os.path.join(tree, 'LICENSE'), os.path.join(staged, 'generated', 'LICENSE'))

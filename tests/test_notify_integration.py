@@ -257,3 +257,34 @@ def test_status_and_a_failed_reload(node, listener):
     assert n.stop() == 0
     last = [m for i, (_, m) in enumerate(manager.messages) if i not in manager.extensions()][-1]
     assert last == 'STOPPING=1\nSTATUS=shutting down'
+
+
+def test_published_version_parses_for_monitoring_and_the_dcs(node, listener, etcd):
+    """/metrics, GET /patroni and the member key carry upstream's version; only the package metadata has our label:
+    a Prometheus scrape of ``04015+sdnotify01`` fails whole, and members could not parse ``4.1.5+sdnotify.1``."""
+    import importlib.metadata
+    import json
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from patroni.dcs import Member
+
+    n = node()
+    manager = listener()
+    n.start(manager.address)
+    manager.wait('READY=1', timeout=90)
+    n.wait_running()
+    wait_for(lambda: n.status().get('role') == 'primary', 30, 'the leader')
+    with urllib.request.urlopen(n.api + '/metrics', timeout=5) as r:
+        families = {f.name: f for f in text_string_to_metric_families(r.read().decode())}
+    version = families['patroni_version'].samples[0]
+    assert version.value == 40105, version
+    assert families['patroni_primary'].samples[0].value == 1  # the rest of the scrape is there too
+    published = n.status()['patroni']['version']
+    member = json.loads(wait_for(lambda: etcd.get('/service/{0}/members/{1}'.format(n.scope, n.name)), 30,
+                                 'the member key'))
+    for data in (published, member['version']):
+        assert Member(0, n.name, None, {'version': data}).patroni_version == (4, 1, 5), data
+    assert importlib.metadata.version('patroni').startswith('4.1.5+sdnotify.')
+    assert n.stop() == 0
