@@ -81,9 +81,10 @@ class Node(object):
         self.log = os.path.join(self.dir, 'patroni.log')
         self.config = self.write()
 
-    def write(self, tags=None, parameters=None):
+    def write(self, tags=None, parameters=None, **postgresql):
         config = patroni_config(self.dir, self.scope, 'node1', 2379, 8008, 5432, tags)
         config['postgresql']['parameters'].update(parameters or {})
+        config['postgresql'].update(postgresql)
         return write_config(self.workdir, os.path.join(self.dir, 'patroni.yml'), config)
 
     def tail(self):
@@ -365,4 +366,151 @@ def test_stop_without_progress_ends_at_the_limit(harness):
                      'PostgreSQL shut down')
         os.unlink(path)
         harness.systemctl('daemon-reload')
+        harness.systemctl('reset-failed', 'patroni.service')
+
+
+def wal_backlog(harness, node, segments):
+    """Switch *segments* WAL segments faster than a slow archiver takes them; returns how many wait."""
+    for i in range(segments):
+        result = harness.run('psql', '-h', '127.0.0.1', '-p', '5432', '-U', 'postgres', '-d', 'postgres', '-XAtc',
+                             'CREATE TABLE IF NOT EXISTS backlog{0} (); SELECT pg_switch_wal()'.format(i))
+        assert result.returncode == 0, result.stderr
+    status_dir = os.path.join(node.dir, 'data', 'pg_wal', 'archive_status')
+    return len([f for f in os.listdir(status_dir) if f.endswith('.ready')])
+
+
+def end_postgres(harness, node):
+    """PostgreSQL left running by a Patroni that systemd killed (KillMode=process): end it and its children, and
+    what they started (an archive_command), by PID."""
+    data_dir = os.path.join(node.dir, 'data')
+    if not os.path.exists(os.path.join(data_dir, 'postmaster.pid')):
+        return
+    pids = harness.postgres_pids(data_dir)
+    for pid in pids[1:]:
+        pids += harness.run('pgrep', '-P', pid).stdout.split()
+    harness.run('kill', '-KILL', *pids)
+    wait_for(lambda: harness.run('kill', '-0', pids[0]).returncode != 0, 30, 'PostgreSQL gone')
+    if os.path.exists(os.path.join(data_dir, 'postmaster.pid')):
+        os.unlink(os.path.join(data_dir, 'postmaster.pid'))
+
+
+def leader_running(harness, node):
+    wait_for(lambda: patroni_status(harness).get('state') == 'running'
+             and patroni_status(harness).get('role') == 'primary', 60, 'PostgreSQL running as primary\n' + node.tail())
+
+
+def test_watchdog_restarts_patroni_whose_ha_loop_hangs_while_it_lives(harness):
+    """WatchdogSec=: the pings come from the HA loop, not from any thread. A leader that loses the DCS demotes
+    itself inside the HA cycle; a before_stop script that never returns hangs that cycle while the REST API still
+    answers: systemd restarts Patroni."""
+    node = harness.patched
+    node.write(before_stop='/bin/sleep 1000')
+    path = dropin(harness, 'watchdog.conf', '[Service]\nWatchdogSec=15\nTimeoutAbortSec=2\nRestartSec=1\n')
+    try:
+        assert harness.systemctl('start', 'patroni.service').returncode == 0
+        leader_running(harness, node)
+        first = harness.show('patroni.service', 'MainPID', 'NRestarts')
+        assert harness.systemctl('stop', 'etcd.service').returncode == 0
+        # the HA loop hangs in before_stop; the process lives and its REST API answers
+        wait_for(lambda: harness.run('pgrep', '-f', '/bin/sleep 1000').returncode == 0, 60,
+                 'the demote running before_stop\n' + node.tail())
+        assert patroni_status(harness).get('patroni'), 'the REST API answers while the HA loop hangs'
+        after = harness.wait_show('patroni.service', lambda s: s['NRestarts'] == '1', 60,
+                                  'systemd restarting the hung Patroni\n' + node.tail(), 'MainPID', 'NRestarts',
+                                  'ExecMainStatus')
+        assert after['MainPID'] != first['MainPID'], after
+    finally:
+        harness.run('pkill', '-f', '/bin/sleep 1000')
+        harness.systemctl('start', 'etcd.service')
+        os.unlink(path)
+        harness.systemctl('daemon-reload')
+        harness.systemctl('stop', 'patroni.service')
+        end_postgres(harness, node)
+        harness.systemctl('reset-failed', 'patroni.service')
+
+
+def test_watchdog_never_kills_a_demote_whose_shutdown_works(harness):
+    """WatchdogSec=10: the leader loses the DCS and demotes itself in the HA cycle; its shutdown archives a backlog
+    of WAL (1 s a segment), which takes longer than WatchdogSec. Pings while the shutdown works: no restart."""
+    node = harness.patched
+    node.write(parameters={'archive_mode': 'on', 'archive_command': 'sleep 1'})
+    path = dropin(harness, 'watchdog.conf', '[Service]\nWatchdogSec=10\nTimeoutAbortSec=2\nRestartSec=1\n')
+    try:
+        assert harness.systemctl('start', 'patroni.service').returncode == 0
+        leader_running(harness, node)
+        first = harness.show('patroni.service', 'MainPID', 'NRestarts')
+        backlog = wal_backlog(harness, node, 16)
+        assert backlog >= 12, backlog
+        started = time.monotonic()
+        assert harness.systemctl('stop', 'etcd.service').returncode == 0
+        wait_for(lambda: 'demoted self because DCS is not accessible' in node.tail()
+                 or 'demoting self because DCS is not accessible' in node.tail(), 60, 'the demote\n' + node.tail())
+        wait_for(lambda: not os.path.exists(os.path.join(node.dir, 'data', 'postmaster.pid')), 120,
+                 'the demote\'s shutdown done\n' + node.tail())
+        took = time.monotonic() - started
+        assert took > 10, 'the demote took {0:.1f} s, not longer than WatchdogSec: proves nothing'.format(took)
+        state = harness.show('patroni.service', 'MainPID', 'NRestarts', 'ActiveState')
+        assert state == dict(first, ActiveState='active'), (state, node.tail())
+        assert harness.systemctl('start', 'etcd.service').returncode == 0
+        leader_running(harness, node)
+        assert harness.show('patroni.service', 'MainPID', 'NRestarts') == first
+        print('demote with {0} WAL segments to archive, WatchdogSec=10: {1:.1f} s, no restart'.format(backlog, took))
+    finally:
+        harness.systemctl('start', 'etcd.service')
+        os.unlink(path)
+        harness.systemctl('daemon-reload')
+        harness.systemctl('stop', 'patroni.service')
+        end_postgres(harness, node)
+        harness.systemctl('reset-failed', 'patroni.service')
+
+
+def test_stop_with_a_spinning_archive_command_ends(harness):
+    """An archive_command that spins burns CPU and archives nothing: that is no progress, the stop is not extended
+    for it and ends 30 s after the last real progress (it was extended every 30 s for ever)."""
+    node = harness.patched
+    node.write(parameters={'archive_mode': 'on', 'archive_command': 'while :; do :; done'})
+    path = dropin(harness, 'stop.conf', '[Service]\nTimeoutStopSec=3\n')
+    try:
+        assert harness.systemctl('start', 'patroni.service').returncode == 0
+        leader_running(harness, node)
+        wal_backlog(harness, node, 2)
+        wait_for(lambda: harness.run('pgrep', '-f', 'while :; do :; done').returncode == 0, 30, 'the archiver spinning')
+        started = time.monotonic()
+        harness.systemctl('stop', 'patroni.service', timeout=90)
+        took = time.monotonic() - started
+        state = harness.show('patroni.service', 'ActiveState', 'Result')
+        assert state['Result'] == 'timeout' and state['ActiveState'] in ('inactive', 'failed'), state
+        # the shutdown's first second moves forward (processes exit, the checkpoint writes): one extension of 30 s;
+        # then only the spinning, which extends nothing (before, every 30 s for ever)
+        assert took < 3 + 30 + 15, took
+        print('stop with a spinning archive_command, TimeoutStopSec=3: ended after {0:.1f} s'.format(took))
+    finally:
+        os.unlink(path)
+        harness.systemctl('daemon-reload')
+        end_postgres(harness, node)
+        harness.systemctl('reset-failed', 'patroni.service')
+
+
+def test_stop_extension_is_bounded(harness):
+    """A shutdown that works (the archiver takes 1 s a segment) but outlasts PATRONI_STOP_TIMEOUT_MAX=6 is extended
+    up to that bound only: systemd ends the stop there."""
+    node = harness.patched
+    node.write(parameters={'archive_mode': 'on', 'archive_command': 'sleep 1'})
+    path = dropin(harness, 'stop.conf', '[Service]\nTimeoutStopSec=3\nEnvironment=PATRONI_STOP_TIMEOUT_MAX=6\n')
+    try:
+        assert harness.systemctl('start', 'patroni.service').returncode == 0
+        leader_running(harness, node)
+        backlog = wal_backlog(harness, node, 16)
+        assert backlog >= 12, backlog
+        started = time.monotonic()
+        harness.systemctl('stop', 'patroni.service', timeout=90)
+        took = time.monotonic() - started
+        state = harness.show('patroni.service', 'ActiveState', 'Result')
+        assert state['Result'] == 'timeout', (state, node.tail())
+        assert 4 < took < 6 + 5, took  # extended past TimeoutStopSec=3, ended at the bound (the backlog needs ~12 s)
+        print('stop with {0} WAL segments to archive, bound 6 s: ended after {1:.1f} s'.format(backlog, took))
+    finally:
+        os.unlink(path)
+        harness.systemctl('daemon-reload')
+        end_postgres(harness, node)
         harness.systemctl('reset-failed', 'patroni.service')
