@@ -288,3 +288,55 @@ def test_published_version_parses_for_monitoring_and_the_dcs(node, listener, etc
         assert Member(0, n.name, None, {'version': data}).patroni_version == (4, 1, 5), data
     assert importlib.metadata.version('patroni').startswith('4.1.5+sdnotify.')
     assert n.stop() == 0
+
+
+def test_ready_that_did_not_go_through_is_sent_again(node, workdir):
+    """The service manager's socket is not there when the first HA cycle ends: READY=1 fails, and is sent again
+    with a later cycle once it is there (before, it was lost for good: the unit would stay activating)."""
+    n = node()
+    address = os.path.join(workdir.path, 'notify-late-' + uuid.uuid4().hex[:8])
+    n.start(address)
+    first_cycle_time(n)
+    wait_for(lambda: 'Failed to notify the service manager' in n.log(), 30, 'the failed READY=1\n' + n.log()[-2000:])
+    manager = NotifyListener(address)
+    try:
+        manager.wait('READY=1', timeout=30)  # loop_wait is 2 s
+        wait_for(lambda: any(m.startswith('STATUS=') for _, m in manager.messages), 30, 'STATUS= sent again too')
+        assert n.stop() == 0
+        assert manager.names().count('READY=1') == 1, manager.names()
+    finally:
+        manager.close()
+
+
+def test_early_sighup_does_not_slow_the_start(node, listener):
+    """A SIGHUP before the first HA cycle, on a node whose PostgreSQL is stopped, re-reads the configuration and
+    leaves PostgreSQL alone: the first cycle starts it with the new files. (Before, Patroni ran `pg_ctl reload` on
+    the stopped PostgreSQL and queried it until the retry deadline: retry_timeout, 5 s here, later.)"""
+    n = node()
+    manager = listener()
+    n.start(manager.address)
+    manager.wait('READY=1', timeout=90)
+    n.wait_running()
+    assert n.stop() == 0
+
+    def start(sighup):
+        manager = listener()
+        started = time.monotonic()
+        proc = n.start(manager.address, block_sighup=True)
+        if sighup:
+            n.write_config(tags={'early': 'sighup'})
+            proc.send_signal(signal.SIGHUP)  # pending until Patroni's first statement unblocks it
+        n.wait_running()
+        took = time.monotonic() - started
+        if sighup:
+            assert n.status().get('tags') == {'early': 'sighup'}
+        assert n.stop() == 0
+        n.write_config()
+        return took
+
+    plain = [start(False) for _ in range(2)]
+    early = [start(True) for _ in range(2)]
+    assert max(early) < min(plain) + 2.5, (plain, early)
+    assert 'Exceeded retry deadline' not in n.log() and 'PID file' not in n.log(), n.log()[-3000:]
+    print('start to PostgreSQL accepting: plain {0}, with an early SIGHUP {1}'.format(
+        ['{0:.2f}'.format(t) for t in plain], ['{0:.2f}'.format(t) for t in early]))
