@@ -371,10 +371,10 @@ def test_stop_without_progress_ends_at_the_limit(harness):
 
 def wal_backlog(harness, node, segments):
     """Switch *segments* WAL segments faster than a slow archiver takes them; returns how many wait."""
-    for i in range(segments):
-        result = harness.run('psql', '-h', '127.0.0.1', '-p', '5432', '-U', 'postgres', '-d', 'postgres', '-XAtc',
-                             'CREATE TABLE IF NOT EXISTS backlog{0} (); SELECT pg_switch_wal()'.format(i))
-        assert result.returncode == 0, result.stderr
+    prefix = 'backlog_' + uuid.uuid4().hex[:8]  # new tables: a switch with no WAL written since the last is a no-op
+    sql = ''.join('CREATE TABLE {0}_{1} (); SELECT pg_switch_wal(); '.format(prefix, i) for i in range(segments))
+    result = harness.run('psql', '-h', '127.0.0.1', '-p', '5432', '-U', 'postgres', '-d', 'postgres', '-XAtc', sql)
+    assert result.returncode == 0, result.stderr
     status_dir = os.path.join(node.dir, 'data', 'pg_wal', 'archive_status')
     return len([f for f in os.listdir(status_dir) if f.endswith('.ready')])
 
