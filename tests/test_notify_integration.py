@@ -294,10 +294,15 @@ def test_ready_that_did_not_go_through_is_sent_again(node, workdir):
     """The service manager's socket is not there when the first HA cycle ends: READY=1 fails, and is sent again
     with a later cycle once it is there (before, it was lost for good: the unit would stay activating)."""
     n = node()
+    n.start(None)
+    n.wait_running()
+    assert n.stop() == 0
     address = os.path.join(workdir.path, 'notify-late-' + uuid.uuid4().hex[:8])
+    offset = len(n.log())
     n.start(address)
-    first_cycle_time(n)
-    wait_for(lambda: 'Failed to notify the service manager' in n.log(), 30, 'the failed READY=1\n' + n.log()[-2000:])
+    # READY=1 is sent at the end of the first cycle, before the nap: a second cycle means it was tried, and failed
+    wait_for(lambda: n.log()[offset:].count('I am (node1)') >= 2, 60, 'two HA cycles\n' + n.log()[-2000:])
+    assert 'Failed to notify the service manager' in n.log()[offset:]
     manager = NotifyListener(address)
     try:
         manager.wait('READY=1', timeout=30)  # loop_wait is 2 s
