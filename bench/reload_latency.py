@@ -28,11 +28,11 @@ SLOW_LOOP = {'bootstrap': {'dcs': {'ttl': 30, 'loop_wait': 10, 'retry_timeout': 
 
 
 def summary(values: List[float]) -> str:
-    """p50 / p95 / max of *values*, in seconds."""
+    """min / p50 / p95 / max of *values*, in seconds."""
     values = sorted(values)
     p95 = values[min(len(values) - 1, int(round(0.95 * (len(values) - 1))))]
-    fields = (statistics.median(values), p95, values[-1], len(values))
-    return 'p50 {0:6.2f}  p95 {1:6.2f}  max {2:6.2f}  (n={3})'.format(*fields)
+    fields = (values[0], statistics.median(values), p95, values[-1], len(values))
+    return 'min {0:6.2f}  p50 {1:6.2f}  p95 {2:6.2f}  max {3:6.2f}  (n={4})'.format(*fields)
 
 
 def main() -> int:

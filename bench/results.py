@@ -26,6 +26,8 @@ BENCHES: Dict[str, List[str]] = {
     'reload_latency': [PYTHON, 'bench/reload_latency.py', '--upstream', '.venv-upstream/bin/patroni',
                        '--reloads', '50'],
     'notify_reload': [PYTHON, 'bench/notify_reload.py', '--reloads', '50'],
+    'early_sighup_start': [PYTHON, 'bench/early_sighup_start.py', '--upstream', '.venv-upstream/bin/patroni',
+                           '--trials', '10'],
     'startup_timeline': [PYTHON, 'bench/startup_timeline.py', '--trials', '5', '--png', 'docs/startup-timeline.png'],
 }
 OUT = os.path.join(ROOT, 'docs', 'results')
