@@ -36,7 +36,10 @@ def start(node: Patroni, workdir: Workdir, early_sighup: bool) -> float:
         if early_sighup:
             node.write_config(tags={'early': 'sighup'})
             proc.send_signal(signal.SIGHUP)
-        node.wait_running(90)
+        try:
+            node.wait_running(90)
+        except AssertionError:
+            raise SystemExit("{0} did not come up:\n{1}".format(node.executable, node.log()[-1500:]))
         took = time.monotonic() - started
         if node.stop() != 0:
             raise SystemExit('{0} did not stop cleanly'.format(node.executable))
@@ -55,8 +58,8 @@ def main() -> int:
     workdir = Workdir()
     etcd = Etcd(workdir.path)
     try:
-        nodes = {'patched': Patroni(workdir, etcd, 'bench-patched', executable=args.patched),
-                 'upstream': Patroni(workdir, etcd, 'bench-upstream', executable=args.upstream)}
+        nodes = {'patched': Patroni(workdir, etcd, 'bench-patched', executable=os.path.abspath(args.patched)),
+                 'upstream': Patroni(workdir, etcd, 'bench-upstream', executable=os.path.abspath(args.upstream))}
         for node in nodes.values():  # bootstrap: from now on the data directory exists
             start(node, workdir, False)
         variants = [('patched, plain start', 'patched', False), ('patched, early SIGHUP', 'patched', True),
