@@ -18,7 +18,7 @@ import pytest
 
 import leftovers
 
-from realparts import Etcd, ROOT, wait_for, Workdir
+from realparts import Etcd, owner_gone, owner_tag, ROOT, wait_for, Workdir
 from systemd_harness import cgroup2_mount, cgroup2_mounts, Systemd, systemd_is_pid1
 
 DEMO = os.path.join(ROOT, 'tests', 'demo.py')
@@ -96,6 +96,15 @@ def test_demo_under_systemd_as_pid1():
             assert not host.run('find', '/sys/fs/cgroup', '-name', 'sdnotify-*').stdout.strip()
     finally:
         workdir.cleanup()
+
+
+def test_owner_gone_only_when_provably():
+    me = owner_tag()
+    ns, pid, start = me.split('-')
+    assert not owner_gone(me)
+    assert owner_gone('{0}-{1}-{2}'.format(ns, pid, int(start) + 1)), 'same PID, another start: another process'
+    assert not owner_gone('{0}-{1}-{2}'.format(int(ns) + 1, pid, int(start) + 1)), 'another PID namespace: unknown'
+    assert not owner_gone('') and not owner_gone('sdnotify')
 
 
 # what a killed run had going: an etcd of its own, and a harness with an etcd in it; then it waits to be killed

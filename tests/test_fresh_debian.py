@@ -140,8 +140,10 @@ class Chroot(object):
                          LANG='C.UTF-8', DEBIAN_FRONTEND='noninteractive')
         inner = ['{0}={1}'.format(k, v) for k, v in sorted(inner_env.items())] + [
             '/bin/sh', '-ec', 'cd {0}\n{1}'.format(REPO, script)]
+        # the session's directory as the outer shell's $0: in the command lines of unshare and of the namespace's
+        # PID 1, so that tests/leftovers.py finds them if this run is killed (unshare --kill-child ends the rest)
         return subprocess.run(['unshare', '--mount', '--propagation', 'private', '--pid', '--fork', '--kill-child',
-                               '/bin/sh', '-c', OUTER, 'sh'] + inner, env=env, stdin=subprocess.DEVNULL,
+                               '/bin/sh', '-c', OUTER, self.dir] + inner, env=env, stdin=subprocess.DEVNULL,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
                               timeout=timeout)
 
