@@ -1,13 +1,24 @@
 #!/bin/sh
-# A minimal Debian root with a newer systemd, for the second tier of the real-systemd tests (Type=notify-reload
-# needs systemd >= 253; the machine's own is 252). Made once with debootstrap into .cache/<suite>, then reused:
-#   tests/debian_root.sh [suite]        (default: trixie, systemd 257)
-# The mirror is the one the machine's apt already uses (or $SDNOTIFY_DEBIAN_MIRROR). The root gets an empty /host
-# (the harness binds the machine's / there for the services) and the machine's postgres user.
+# A minimal Debian root, made once with debootstrap into .cache/<name>, then reused:
+#   tests/debian_root.sh [suite]           .cache/<suite>: minbase + systemd, for the second tier of the
+#                                          real-systemd tests (default trixie, systemd 257: Type=notify-reload needs
+#                                          systemd >= 253; the machine's own is 252). It gets an empty /host (the
+#                                          harness binds the machine's / there for the services) and the machine's
+#                                          postgres user.
+#   tests/debian_root.sh suite --minimal   .cache/<suite>-minimal: minbase alone, nothing added (what a minimal
+#                                          Debian has; tests/test_fresh_debian.py runs the README's install in it).
+# The mirror is the one the machine's apt already uses (or $SDNOTIFY_DEBIAN_MIRROR). debootstrap is bounded
+# ($SDNOTIFY_STEP_TIMEOUT seconds, default 600). Exit code 2: the mirror could not be used (unreachable, or no mirror
+# configured); 1: anything else.
 set -eu
 cd "$(dirname "$0")/.."
 SUITE=${1:-trixie}
-DEST=.cache/$SUITE
+MINIMAL=${2:-}
+case "$MINIMAL" in
+    '') DEST=.cache/$SUITE; INCLUDE=--include=systemd ;;
+    --minimal) DEST=.cache/$SUITE-minimal; INCLUDE= ;;
+    *) echo "usage: tests/debian_root.sh [suite [--minimal]]" >&2; exit 1 ;;
+esac
 if [ -f "$DEST/.sdnotify-root" ]; then
     cat "$DEST/.sdnotify-root"
     exit 0
@@ -16,20 +27,31 @@ MIRROR=${SDNOTIFY_DEBIAN_MIRROR:-$(sed -n 's/^URIs:[[:space:]]*//p' /etc/apt/sou
 MIRROR=${MIRROR:-$(awk '$1 == "deb" { print $2; exit }' /etc/apt/sources.list 2>/dev/null)}
 if [ -z "$MIRROR" ]; then
     echo "debian_root.sh: no Debian mirror in /etc/apt/sources.list*; set SDNOTIFY_DEBIAN_MIRROR" >&2
-    exit 1
+    exit 2
 fi
 mkdir -p .cache
 rm -rf "$DEST.tmp"
-if ! debootstrap --variant=minbase --include=systemd "$SUITE" "$DEST.tmp" "$MIRROR" >".cache/debootstrap-$SUITE.log" 2>&1
+LOG=.cache/debootstrap-$(basename "$DEST").log
+# shellcheck disable=SC2086
+if ! timeout "${SDNOTIFY_STEP_TIMEOUT:-600}" debootstrap --variant=minbase $INCLUDE "$SUITE" "$DEST.tmp" "$MIRROR" \
+        >"$LOG" 2>&1
 then
-    echo "debian_root.sh: debootstrap $SUITE from $MIRROR failed (last line: $(tail -n1 ".cache/debootstrap-$SUITE.log"))" >&2
+    echo "debian_root.sh: debootstrap $SUITE from $MIRROR failed (last line: $(tail -n1 "$LOG"))" >&2
     rm -rf "$DEST.tmp"
+    # the first thing debootstrap fetches is the suite's Release file
+    if grep -q -e 'Failed getting release file' -e 'Temporary failure resolving' -e 'Could not resolve' "$LOG"; then
+        exit 2
+    fi
     exit 1
 fi
-mkdir "$DEST.tmp/host"
-getent passwd postgres >>"$DEST.tmp/etc/passwd"
-getent group postgres >>"$DEST.tmp/etc/group"
-chroot "$DEST.tmp" /usr/lib/systemd/systemd --version | head -n1 >"$DEST.tmp/.sdnotify-root"
+if [ -z "$MINIMAL" ]; then
+    mkdir "$DEST.tmp/host"
+    getent passwd postgres >>"$DEST.tmp/etc/passwd"
+    getent group postgres >>"$DEST.tmp/etc/group"
+    chroot "$DEST.tmp" /usr/lib/systemd/systemd --version | head -n1 >"$DEST.tmp/.sdnotify-root"
+else
+    echo "debian $(cat "$DEST.tmp/etc/debian_version") $SUITE minbase" >"$DEST.tmp/.sdnotify-root"
+fi
 rm -rf "$DEST"
 mv "$DEST.tmp" "$DEST"
 cat "$DEST/.sdnotify-root"

@@ -12,6 +12,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import leftovers  # noqa: E402
 from realparts import BIN, ETCD, wait_for, Workdir  # noqa: E402
 from systemd_harness import etcd_unit, log_dropin, Systemd, unit_for_test  # noqa: E402
 from test_systemd_units import Node, patroni_status, shipped  # noqa: E402
@@ -19,6 +20,8 @@ from test_systemd_units import Node, patroni_status, shipped  # noqa: E402
 
 def main() -> int:
     """Run the demo; returns the exit code."""
+    for line in leftovers.clean():
+        print('# removed, left by a killed run: ' + line)
     workdir = Workdir()
     try:
         node = Node(workdir, 'demo')
@@ -26,6 +29,7 @@ def main() -> int:
                                            os.path.join(workdir.path, 'etcd.log')),
                  'patroni.service': unit_for_test(shipped('patroni.service'), os.path.join(BIN, 'patroni'), node.dir)}
         with Systemd(workdir.path, units, {'patroni.service.d/log.conf': log_dropin(node.log)}) as systemd:
+            print('# systemd is PID {0} here; its cgroup: {1}'.format(systemd.pid, systemd.cgroup))
             print('$ systemctl start etcd')
             systemd.systemctl('start', 'etcd.service')
             print('$ systemctl start patroni && systemctl reload patroni')

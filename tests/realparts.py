@@ -8,6 +8,7 @@ import base64
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -27,6 +28,10 @@ BIN = os.path.dirname(sys.executable)
 # Debian's python3-systemd, unpacked by tests/deps.sh: what upstream 4.1.5 needs to notify systemd at all
 PYTHON_SYSTEMD = os.path.join(ROOT, '.cache', 'python3-systemd', 'usr', 'lib', 'python3', 'dist-packages')
 POSTGRES = pwd.getpwnam('postgres')
+# every Workdir holds this file, naming the process that made it (see owner_tag); tests/leftovers.py cleans up
+# after a run only once that process is provably gone
+OWNER_FILE = '.sdnotify-owner'
+WORKDIR_PREFIX = 'sdnotify-'
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
@@ -39,6 +44,33 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
         if time.monotonic() > deadline:
             raise AssertionError('timed out after {0}s waiting for {1}'.format(timeout, what))
         time.sleep(interval)
+
+
+def process_start(pid: int) -> Optional[str]:
+    """When *pid* started (clock ticks since boot, /proc/PID/stat field 22); ``None`` if there is no such process."""
+    try:
+        with open('/proc/{0}/stat'.format(pid)) as f:
+            return f.read().rsplit(')', 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def owner_tag() -> str:
+    """This process, as ``<pid namespace inode>-<pid>-<start time>``: unique for as long as the machine runs."""
+    ns = re.sub(r'\D', '', os.readlink('/proc/self/ns/pid'))
+    return '{0}-{1}-{2}'.format(ns, os.getpid(), process_start(os.getpid()))
+
+
+def owner_gone(tag: str) -> bool:
+    """Whether the process named by *tag* (see :func:`owner_tag`) has provably ended: it was in our PID namespace
+    and no process of that PID with that start time runs. A tag of another PID namespace, or unreadable, is not."""
+    parts = tag.strip().split('-')
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        return False
+    ns, pid, start = parts
+    if ns != re.sub(r'\D', '', os.readlink('/proc/self/ns/pid')):
+        return False
+    return process_start(int(pid)) != start
 
 
 def sighup_safe(pid: int) -> bool:
@@ -101,12 +133,15 @@ def write_config(workdir: 'Workdir', path: str, config: Dict[str, Any]) -> str:
 
 
 class Workdir(object):
-    """A directory the postgres user owns, removed at the end."""
+    """A directory the postgres user owns, removed at the end; it names its owner (:data:`OWNER_FILE`), so that
+    a later run can tell it was left behind by a killed one."""
 
     def __init__(self) -> None:
-        self.path = tempfile.mkdtemp(prefix='sdnotify-')
+        self.path = tempfile.mkdtemp(prefix=WORKDIR_PREFIX)
         os.chmod(self.path, 0o755)
         os.chown(self.path, POSTGRES.pw_uid, POSTGRES.pw_gid)
+        with open(os.path.join(self.path, OWNER_FILE), 'w') as f:
+            f.write(owner_tag() + '\n')
 
     def mkdir(self, name: str) -> str:
         path = os.path.join(self.path, name)

@@ -3,8 +3,16 @@
 pid, mount, uts, ipc, net and cgroup namespaces; fresh /proc, /sys and cgroup2; a tmpfs /run; only the units given
 (plus stub targets). Nothing reaches the host: no journald (units log to files), loopback of its own, /proc/sys
 read-only (PID 1 would raise fs.file-max and fs.nr_open), ``container=`` set (otherwise systemd logs to the host's
-kernel log, makes / shared and tries a global swapoff on exit). The host's cgroups are hybrid, so systemd gets a
-cgroup2 group of its own under /sys/fs/cgroup/unified, entered before ``unshare --cgroup`` and removed at the end.
+kernel log, makes / shared and tries a global swapoff on exit).
+
+cgroups: systemd gets a cgroup2 sub-tree of its own, found from /proc/self/mountinfo wherever cgroup2 is mounted
+(/sys/fs/cgroup on a pure v2 layout, /sys/fs/cgroup/unified on a hybrid one). Where the machine's PID 1 is systemd,
+that sub-tree is a transient scope with ``Delegate=yes`` (``systemd-run --scope``), the way systemd documents
+delegation, so nothing is written into the cgroups it manages; elsewhere the harness makes the group itself at the
+top of the hierarchy. Inside, as systemd's delegation rules ask, processes live only in leaves: our ``unshare`` in
+``supervisor/``, systemd in ``payload/``, the root of its cgroup namespace. The group is named after the process that
+made it (``sdnotify-<owner tag>-<id>``, see :func:`realparts.owner_tag`), so that the next run can remove it if a
+killed run left it behind (tests/leftovers.py); it is removed at the end.
 Processes are ended by PID: ``systemctl exit``, and SIGKILL of our ``unshare`` (whose --kill-child takes the
 namespace's PID 1, and with it every process in it) if that fails.
 """
@@ -12,22 +20,44 @@ namespace's PID 1, and with it every process in it) if that fails.
 import base64
 import json
 import os
+import re
 import subprocess
 import threading
 import time
 import uuid
 
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from realparts import POSTGRES, wait_for
+from realparts import owner_tag, POSTGRES, wait_for
 
 SYSTEMD = '/lib/systemd/systemd'
-CGROUP_PARENT = '/sys/fs/cgroup/unified'
 TARGET = 'sdnotify.target'
+CGROUP_PREFIX = 'sdnotify-'
 
-INNER = """#!/bin/sh
+# Run by /bin/sh in the machine's namespaces, in the delegated group $CG (made by us) or, without $CG, in the scope
+# systemd-run put us in (found from /proc/self/cgroup): our unshare goes to supervisor/, its child to payload/.
+OUTER = """set -e
+P=$(sed -n 's/^0:://p' /proc/self/cgroup)
+D=${CG:-$CGMOUNT${P#"$CGROOT"}}
+mkdir "$D/supervisor" "$D/payload"
+echo $$ > "$D/supervisor/cgroup.procs"
+export PAYLOAD="$D/payload"
+exec unshare --pid --fork --kill-child --mount --propagation private --uts --ipc --net "$INNER"
+"""
+
+# The inner scripts start as PID 1 of the new PID namespace: they move to payload/ (the machine's cgroup2 is still
+# mounted where it was, in this copy of its mount namespace), then unshare the cgroup namespace, whose root is then
+# payload/, and run themselves again from the top.
+PROLOGUE = """#!/bin/sh
 set -e
-mount -t proc proc /proc
+if [ -n "$PAYLOAD" ]; then
+    echo $$ > "$PAYLOAD/cgroup.procs"
+    unset PAYLOAD
+    exec unshare --cgroup "$0"
+fi
+"""
+
+INNER = PROLOGUE + """mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 mount -t tmpfs -o mode=755 tmpfs /run
@@ -41,9 +71,7 @@ exec env -i container=patroni-sdnotify-test SYSTEMD_UNIT_PATH="$UNITS" {systemd}
 # The same for a Debian root made by tests/debian_root.sh (a newer systemd): the root's systemd is PID 1 inside a
 # chroot (of a mount point: systemd remounts / as a slave). The machine's / is bound (not recursively) at /host,
 # with a tmpfs over its /run, for the services, which run there with RootDirectory=/host (see host_dropin).
-INNER_ROOT = """#!/bin/sh
-set -e
-R="$SYSTEMD_ROOT"
+INNER_ROOT = PROLOGUE + """R="$SYSTEMD_ROOT"
 mount --bind "$R" "$R"
 mount --bind / "$R/host"
 mount -t tmpfs -o mode=755 tmpfs "$R/host/run"
@@ -70,6 +98,77 @@ STUBS = {
 STUBS.update({name: '[Unit]\nDescription={0} (stub)\n'.format(name) for name in (
     'sysinit.target', 'basic.target', 'shutdown.target', 'network.target', 'network-online.target',
     'multi-user.target', 'local-fs.target', 'umount.target', 'final.target')})
+
+
+def _unescape(field: str) -> str:
+    """A path of /proc/self/mountinfo, whose spaces, tabs, newlines and backslashes are octal escapes."""
+    return re.sub(r'\\([0-7]{3})', lambda m: chr(int(m.group(1), 8)), field)
+
+
+def cgroup2_mounts(mountinfo: str) -> List[Tuple[str, str, str]]:
+    """Every cgroup2 mount in *mountinfo* (the text of /proc/PID/mountinfo), in its order, as (mount point, root in
+    the hierarchy, major:minor). Some may be hidden by later mounts: see :func:`cgroup2_mount`."""
+    mounts = []
+    for line in mountinfo.splitlines():
+        fields = line.split(' ')
+        if '-' in fields[6:]:
+            sep = fields.index('-', 6)
+            if fields[sep + 1] == 'cgroup2':
+                mounts.append((_unescape(fields[4]), _unescape(fields[3]), fields[2]))
+    return mounts
+
+
+def cgroup2_mount() -> Tuple[str, str]:
+    """(mount point, root) of the cgroup2 hierarchy as this process sees it: the last cgroup2 mount of
+    /proc/self/mountinfo that is not hidden (its mount point is a directory of that very file system)."""
+    with open('/proc/self/mountinfo') as f:
+        mounts = cgroup2_mounts(f.read())
+    for point, root, device in reversed(mounts):
+        try:
+            st = os.stat(point)
+        except OSError:
+            continue
+        if '{0}:{1}'.format(os.major(st.st_dev), os.minor(st.st_dev)) == device and \
+                os.path.exists(os.path.join(point, 'cgroup.procs')):
+            return point, root
+    raise RuntimeError('no cgroup2 file system is mounted here (/proc/self/mountinfo): the harness needs one')
+
+
+def cgroup_path(pid: str = 'self') -> str:
+    """Where the cgroup of *pid* is in the file system (the cgroup2 line of /proc/PID/cgroup, under its mount)."""
+    point, root = cgroup2_mount()
+    with open('/proc/{0}/cgroup'.format(pid)) as f:
+        path = [line[3:].strip() for line in f if line.startswith('0::')][0]
+    if root != '/' and (path == root or path.startswith(root + '/')):
+        path = path[len(root):]
+    return os.path.normpath(point + '/' + path)
+
+
+def systemd_is_pid1() -> bool:
+    """Whether this PID namespace was booted with systemd (sd_booted(3): /run/systemd/system, and PID 1 is it)."""
+    try:
+        with open('/proc/1/comm') as f:
+            comm = f.read().strip()
+    except OSError:
+        return False
+    return comm == 'systemd' and os.path.isdir('/run/systemd/system')
+
+
+def remove_cgroup(path: str, timeout: float = 10) -> None:
+    """Remove the (empty of processes) cgroup *path* and every group below it, deepest first. A delegated scope
+    may go on its own meanwhile (systemd collects it once empty): a group already gone is fine."""
+    deadline = time.monotonic() + timeout
+    while os.path.isdir(path):
+        try:
+            for root, _, _ in sorted(os.walk(path), key=lambda w: -w[0].count('/')):
+                try:
+                    os.rmdir(root)
+                except FileNotFoundError:
+                    pass
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 class Systemd(object):
@@ -102,8 +201,18 @@ class Systemd(object):
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, 'w') as f:
                 f.write(text)
-        self.cgroup = os.path.join(CGROUP_PARENT, 'sdnotify-' + uuid.uuid4().hex[:8])
-        os.mkdir(self.cgroup)
+        # see the module's docstring: a scope of the machine's systemd, or a group we make
+        name = CGROUP_PREFIX + owner_tag() + '-' + uuid.uuid4().hex[:8]
+        point, cgroot = cgroup2_mount()
+        env = {'PATH': '/usr/sbin:/usr/bin:/sbin:/bin', 'CGMOUNT': point, 'CGROOT': '' if cgroot == '/' else cgroot}
+        if systemd_is_pid1():
+            launch = ['systemd-run', '--quiet', '--scope', '--collect', '--unit=' + name + '.scope',
+                      '--property=Delegate=yes', '--description=patroni-sdnotify test harness', '--']
+            self.cgroup = ''
+        else:
+            launch = []
+            self.cgroup = env['CG'] = os.path.join(point, name)
+            os.mkdir(self.cgroup)
         inner = os.path.join(self.dir, 'inner.sh')
         with open(inner, 'w') as f:
             f.write(INNER_ROOT if root else INNER)
@@ -116,14 +225,17 @@ class Systemd(object):
         self._console = threading.Thread(target=self._drain, daemon=True)
         self._console.start()
         self.root = root
-        env = {'PATH': '/usr/sbin:/usr/bin:/sbin:/bin', 'CONSOLE': os.ttyname(self._slave), 'UNITS': self.units,
-               'SYSTEMD_ROOT': root or ''}
-        self.proc = subprocess.Popen(
-            ['/bin/sh', '-c', 'echo $$ > {0}/cgroup.procs && exec unshare --pid --fork --kill-child --mount '
-             '--propagation private --uts --ipc --net --cgroup {1}'.format(self.cgroup, inner)],
-            env=env, stdin=subprocess.DEVNULL)
+        env.update(CONSOLE=os.ttyname(self._slave), UNITS=self.units, SYSTEMD_ROOT=root or '', INNER=inner)
+        self.proc = subprocess.Popen(launch + ['/bin/sh', '-c', OUTER], env=env, stdin=subprocess.DEVNULL)
         try:
             self.pid = int(wait_for(self._child, 10, 'systemd forked by unshare'))
+            # the delegated group: the parent of our unshare's supervisor/
+            self.cgroup = os.path.dirname(cgroup_path(str(self.proc.pid)))
+            assert os.path.basename(self.cgroup).startswith(name), self.cgroup
+            if launch:
+                delegate = subprocess.run(['systemctl', 'show', '--property=Delegate', '--value', name + '.scope'],
+                                          stdout=subprocess.PIPE, universal_newlines=True, timeout=30).stdout
+                assert delegate.strip() == 'yes', 'the scope {0} is not delegated: {1!r}'.format(name, delegate)
             wait_for(lambda: self.systemctl('is-system-running').stdout.strip() in ('running', 'degraded'), 30,
                      'systemd booted (console: {0})'.format(self.console_log))
         except Exception:
@@ -211,7 +323,8 @@ class Systemd(object):
         return base64.b64decode(kvs[0]['value']).decode() if kvs else None
 
     def close(self) -> None:
-        """``systemctl exit``; SIGKILL our unshare if systemd does not go; remove the cgroup."""
+        """``systemctl exit``; SIGKILL our unshare if systemd does not go; remove the cgroup (a scope of the
+        machine's systemd goes by itself once empty; removing its groups first only hastens it)."""
         if self.proc.poll() is None and getattr(self, 'pid', None):
             try:
                 self.systemctl('exit', timeout=30)
@@ -223,15 +336,8 @@ class Systemd(object):
             self.proc.wait(30)
         os.close(self._slave)
         os.close(self._master)
-        deadline = time.monotonic() + 10
-        while os.path.isdir(self.cgroup):
-            try:
-                for root, _, _ in sorted(os.walk(self.cgroup), key=lambda w: -w[0].count('/')):
-                    os.rmdir(root)
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        if self.cgroup:
+            remove_cgroup(self.cgroup)
 
     def __enter__(self) -> 'Systemd':
         return self
@@ -271,4 +377,5 @@ def owned_by_postgres(path: str) -> str:
     return path
 
 
-__all__: List[str] = ['Systemd', 'unit_for_test', 'log_dropin', 'etcd_unit', 'host_dropin', 'owned_by_postgres']
+__all__: List[str] = ['Systemd', 'cgroup2_mount', 'cgroup2_mounts', 'cgroup_path', 'systemd_is_pid1', 'remove_cgroup',
+                      'unit_for_test', 'log_dropin', 'etcd_unit', 'host_dropin', 'owned_by_postgres']

@@ -28,7 +28,7 @@ RELOAD_BOUND = 30
 def debian_root(suite):
     """The cached root, made by tests/debian_root.sh if missing (about 30 s)."""
     result = subprocess.run([os.path.join(ROOT, 'tests', 'debian_root.sh'), suite], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, universal_newlines=True)
+                            stderr=subprocess.PIPE, universal_newlines=True, timeout=900)
     assert result.returncode == 0, result.stderr
     return os.path.join(ROOT, '.cache', suite), result.stdout.strip()
 
