@@ -205,12 +205,14 @@ def test_deps_installs_postgresql_without_a_cluster(fresh):
         'apt-get update -qq\nprintf "#!/bin/sh\\nexit 101\\n" >/usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d\n'
         'timeout 600 apt-get install -y -qq --no-install-recommends postgresql-15 >/dev/null\n' + CLUSTERS)
     assert control.returncode == 0, control.stdout[-3000:]
-    assert control.stdout.splitlines()[-3] == 'main', 'the control: a plain install makes 15/main\n' + control.stdout
+    if 'main' not in control.stdout.splitlines():  # apt's warnings may come first: look for the line itself
+        pytest.skip('the control (a plain install) made no 15/main here, so this test could not fail: '
+                    + control.stdout[-500:].replace('\n', ' | '))
     chroot = fresh('deps')
     result = chroot.run('tests/deps.sh postgresql\n' + CLUSTERS)
     assert result.returncode == 0, result.stdout[-3000:]
     out = result.stdout.strip().splitlines()
-    assert out[-3].startswith('postgres (PostgreSQL) 15'), result.stdout  # no cluster listed before the policy line
+    assert 'main' not in out and any(line.startswith('postgres (PostgreSQL) 15') for line in out), result.stdout
     assert out[-2:] == ['--- policy: none', '--- postgres processes: 0'], result.stdout
     with open(chroot.path('/etc/postgresql-common/createcluster.conf')) as f:
         assert re.search(r'^create_main_cluster = false$', f.read(), re.M)
