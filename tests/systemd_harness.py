@@ -1,7 +1,8 @@
 """A real systemd (the machine's /lib/systemd/systemd, 252 on Debian 12) as PID 1 of its own namespaces.
 
 pid, mount, uts, ipc, net and cgroup namespaces; fresh /proc, /sys and cgroup2; a tmpfs /run; only the units given
-(plus stub targets). Nothing reaches the host: no journald (units log to files), loopback of its own, /proc/sys
+(plus stub targets). Nothing reaches the host: units log to files, or, with ``journald=True``, to a systemd-journald
+of the harness that keeps its journal in the harness's /run (``Storage=volatile``, no kernel log, no wall); loopback of its own, /proc/sys
 read-only (PID 1 would raise fs.file-max and fs.nr_open), ``container=`` set (otherwise systemd logs to the host's
 kernel log, makes / shared and tries a global swapoff on exit).
 
@@ -61,6 +62,11 @@ INNER = PROLOGUE + """mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 mount -t tmpfs -o mode=755 tmpfs /run
+if [ -n "$JOURNALD" ]; then
+    mkdir -p /run/systemd/journald.conf.d
+    printf '[Journal]\nStorage=volatile\nReadKMsg=no\nForwardToSyslog=no\nForwardToWall=no\nForwardToConsole=no\n' \
+        > /run/systemd/journald.conf.d/harness.conf
+fi
 mount --bind /proc/sys /proc/sys
 mount -o remount,bind,ro /proc/sys
 mount --bind "$CONSOLE" /dev/console
@@ -93,6 +99,16 @@ STUBS = {
                    'After=sdnotify-exit.service\nAllowIsolate=yes\n',
     'sdnotify-exit.service': '[Unit]\nDescription=Exit the harness\nDefaultDependencies=no\nSuccessAction=exit-force\n'
                              '\n[Service]\nType=oneshot\nExecStart=/bin/true\n',
+}
+# the machine's systemd-journald, for a harness with journald=True (see the module's docstring for its settings)
+JOURNALD_UNITS = {
+    'systemd-journald.socket': '[Unit]\nDescription=Journal sockets (harness)\nDefaultDependencies=no\n\n[Socket]\n'
+                               'ListenStream=/run/systemd/journal/stdout\nListenDatagram=/run/systemd/journal/socket\n'
+                               'SocketMode=0666\nPassCredentials=yes\nPassSecurity=yes\nReceiveBuffer=8M\n'
+                               'Service=systemd-journald.service\n',
+    'systemd-journald.service': '[Unit]\nDescription=Journal (harness)\nDefaultDependencies=no\n'
+                                'Requires=systemd-journald.socket\nAfter=systemd-journald.socket\n\n[Service]\n'
+                                'Type=notify\nSockets=systemd-journald.socket\nExecStart=/lib/systemd/systemd-journald\n',
 }
 # what services' default dependencies and our units refer to, as empty targets
 STUBS.update({name: '[Unit]\nDescription={0} (stub)\n'.format(name) for name in (
@@ -179,7 +195,7 @@ class Systemd(object):
     """
 
     def __init__(self, directory: str, units: Dict[str, str], dropins: Optional[Dict[str, str]] = None,
-                 instances: Optional[List[str]] = None, root: Optional[str] = None) -> None:
+                 instances: Optional[List[str]] = None, root: Optional[str] = None, journald: bool = False) -> None:
         """Write *units* (name -> text) and *dropins* (``unit.d/name.conf`` -> text) and boot.
 
         With *root* (a directory made by ``tests/debian_root.sh``), boot that root's systemd instead of the
@@ -187,15 +203,17 @@ class Systemd(object):
 
         The harness target refers to every unit, and to the template *instances*, with ``After=``, so that systemd
         keeps an inactive or failed unit loaded (it would garbage-collect it) and ``systemctl show`` can still tell
-        how it ended.
+        how it ended. With *journald* (the machine's systemd only), services log to a journald of the harness.
         """
+        assert not (journald and root), 'journald: the machine\'s systemd only'
         self.dir = os.path.join(directory, 'systemd-' + uuid.uuid4().hex[:8])
         self.units = os.path.join(self.dir, 'units')
         os.makedirs(self.units)
         os.chmod(self.dir, 0o755)
-        all_units = dict(STUBS, **units)
-        all_units[TARGET] = '[Unit]\nDescription=patroni-sdnotify test harness\nAfter={0}\n'.format(
-            ' '.join(sorted(u for u in units if '@.' not in u) + (instances or [])))
+        all_units = dict(STUBS, **dict(JOURNALD_UNITS if journald else {}, **units))
+        all_units[TARGET] = '[Unit]\nDescription=patroni-sdnotify test harness\nAfter={0}\n{1}'.format(
+            ' '.join(sorted(u for u in units if '@.' not in u) + (instances or [])),
+            'Wants=systemd-journald.socket systemd-journald.service\n' if journald else '')
         for name, text in list(all_units.items()) + list((dropins or {}).items()):
             path = os.path.join(self.units, name)
             os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -225,7 +243,8 @@ class Systemd(object):
         self._console = threading.Thread(target=self._drain, daemon=True)
         self._console.start()
         self.root = root
-        env.update(CONSOLE=os.ttyname(self._slave), UNITS=self.units, SYSTEMD_ROOT=root or '', INNER=inner)
+        env.update(CONSOLE=os.ttyname(self._slave), UNITS=self.units, SYSTEMD_ROOT=root or '', INNER=inner,
+                   JOURNALD='1' if journald else '')
         self.proc = subprocess.Popen(launch + ['/bin/sh', '-c', OUTER], env=env, stdin=subprocess.DEVNULL)
         try:
             self.pid = int(wait_for(self._child, 10, 'systemd forked by unshare'))

@@ -61,14 +61,104 @@ def test_units_verify(tmp_path, name, unit):
     assert result.returncode == 0 and result.stderr == '', result.stderr
 
 
-def test_notify_reload_dropin_is_for_systemd_253_and_later(tmp_path):
-    """systemd 252, on this machine, does not know Type=notify-reload: the drop-in says so, and 252 agrees."""
-    assert 'systemd >= 253' in shipped('notify-reload.conf')
+def test_units_verify_checks_the_patroni_they_start(tmp_path):
+    """The positive control of test_units_verify: ExecStart= is Patroni itself, so verify looks for it."""
+    result = verify(tmp_path, {'patroni.service': unit_for_test(shipped('patroni.service'),
+                                                                str(tmp_path / 'no-such-patroni'), '/etc/patroni')},
+                    'patroni.service')
+    assert result.returncode != 0 and 'no-such-patroni' in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize('unit, dropin', [('patroni.service', 'early-sighup.conf'),
+                                          ('patroni@node1.service', 'early-sighup@.conf')])
+def test_early_sighup_dropins_verify(tmp_path, unit, dropin):
+    template = '@' in unit
+    name = 'patroni@.service' if template else unit
+    files = {name: unit_for_test(shipped(name), os.path.join(BIN, 'patroni'), '/etc/patroni'),
+             name + '.d/early-sighup.conf': unit_for_test(shipped(dropin), os.path.join(BIN, 'patroni'),
+                                                           '/etc/patroni')}
+    result = verify(tmp_path, files, unit)
+    assert result.returncode == 0 and result.stderr == '', result.stderr
+    assert ('/etc/patroni/%i.yml' if template else '/etc/patroni/patroni.yml') in shipped(dropin)
+
+
+def test_notify_reload_dropin_is_ignored_by_systemd_252(tmp_path):
+    """systemd 252, on this machine, does not know Type=notify-reload and ignores the drop-in's two lines; the
+    drop-in leaves ExecReload= alone, so the unit keeps its reload (test_notify_reload_dropin_keeps_reload_on_252)."""
     result = verify(tmp_path, {'patroni.service': unit_for_test(shipped('patroni.service'),
                                                                 os.path.join(BIN, 'patroni'), '/etc/patroni'),
                                'patroni.service.d/notify-reload.conf': shipped('notify-reload.conf')},
                     'patroni.service')
     assert "Failed to parse service type, ignoring: notify-reload" in result.stderr
+    assert not any(line.startswith('ExecReload') for line in shipped('notify-reload.conf').splitlines())
+
+
+def test_notify_reload_dropin_keeps_reload_on_252(harness):
+    """The drop-in a fleet pushes everywhere, on 252: still Type=notify, still reloadable, the reload applied. The
+    control: the strict variant (``ExecReload=`` emptied, for fleets of systemd >= 253 only) has no reload here."""
+    node = harness.patched
+    node.write(tags={'reload': 'before'})
+    path = dropin(harness, 'notify-reload.conf', shipped('notify-reload.conf'))
+    try:
+        assert harness.systemctl('start', 'patroni.service').returncode == 0, node.tail()
+        assert harness.show('patroni.service', 'Type', 'CanReload') == {'Type': 'notify', 'CanReload': 'yes'}
+        node.write(tags={'reload': 'after'})
+        reload = harness.systemctl('reload', 'patroni.service')
+        assert reload.returncode == 0, reload.stderr
+        wait_for(lambda: patroni_status(harness).get('tags') == {'reload': 'after'}, 30, 'the reload applied')
+        strict = dropin(harness, 'strict.conf', '[Service]\nExecReload=\n')
+        try:
+            assert harness.show('patroni.service', 'CanReload') == {'CanReload': 'no'}
+            reload = harness.systemctl('reload', 'patroni.service')
+            assert reload.returncode != 0 and 'not applicable' in reload.stderr, reload.stderr
+        finally:
+            os.unlink(strict)
+    finally:
+        os.unlink(path)
+        harness.systemctl('daemon-reload')
+        harness.systemctl('stop', 'patroni.service')
+
+
+def test_journal_tags_patroni_and_postgresql_lines(tmp_path):
+    """With a journald in the harness: Patroni's and PostgreSQL's lines are tagged ``patroni`` even when ExecStart=
+    runs env first (early-sighup.conf), and ``systemctl status`` shows them. The control, in the same boot: without
+    SyslogIdentifier= the same unit's lines are tagged ``env``."""
+    workdir = Workdir()
+    node = Node(workdir, 'journal')
+    units = {
+        'etcd.service': etcd_unit(ETCD, os.path.join(workdir.path, 'etcd'), os.path.join(workdir.path, 'etcd.log')),
+        'patroni.service': unit_for_test(shipped('patroni.service'), os.path.join(BIN, 'patroni'), node.dir),
+    }
+    dropins = {'patroni.service.d/early-sighup.conf': unit_for_test(shipped('early-sighup.conf'),
+                                                                    os.path.join(BIN, 'patroni'), node.dir)}
+    try:
+        with Systemd(workdir.path, units, dropins, journald=True) as systemd:
+            assert systemd.systemctl('start', 'etcd.service').returncode == 0
+
+            def journal(tag):
+                return systemd.run('journalctl', '--no-pager', '-o', 'cat', '-t', tag).stdout
+
+            def started_and_logged(tag):
+                assert systemd.systemctl('start', 'patroni.service').returncode == 0, journal(tag)
+                assert systemd.show('patroni.service', 'ExecStart')['ExecStart'].startswith('{ path=/usr/bin/env ')
+                wait_for(lambda: 'ready to accept connections' in journal(tag), 60,
+                         'PostgreSQL\'s line tagged {0}: {1}'.format(tag, journal(tag)[-2000:]))
+                wait_for(lambda: 'no action. I am (node1)' in journal(tag), 60,
+                         'Patroni\'s line tagged {0}: {1}'.format(tag, journal(tag)[-2000:]))
+
+            started_and_logged('patroni')
+            assert journal('env') == ''
+            status = systemd.systemctl('status', '--lines=20', 'patroni.service').stdout
+            assert ' patroni[' in status and 'no action. I am (node1)' in status, status
+            print(status)
+            assert systemd.systemctl('stop', 'patroni.service').returncode == 0
+            with open(os.path.join(systemd.units, 'patroni.service.d', 'default-tag.conf'), 'w') as f:
+                f.write('[Service]\nSyslogIdentifier=\n')
+            assert systemd.systemctl('daemon-reload').returncode == 0
+            started_and_logged('env')
+            systemd.systemctl('stop', 'patroni.service')
+    finally:
+        workdir.cleanup()
 
 
 class Node(object):
