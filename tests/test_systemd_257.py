@@ -1,5 +1,6 @@
 """The second tier: systemd 257 from a Debian trixie root (tests/debian_root.sh), PID 1 of its own namespaces like the
-252 harness, running the shipped unit with the Type=notify-reload drop-in.
+252 harness, running the shipped unit with the Type=notify-reload drop-in, made strict (``ExecReload=`` emptied, as
+the drop-in says for fleets of systemd >= 253 only); test_portable_dropin_reloads runs it as shipped.
 
 Under notify-reload systemd sends the SIGHUP itself and ``systemctl reload`` returns only when the service has
 answered RELOADING=1 ... READY=1; a service that never answers hangs it (upstream #3594). The claims: it returns once
@@ -13,7 +14,7 @@ import time
 
 import pytest
 
-from realparts import BIN, ETCD, ROOT, Workdir
+from realparts import BIN, ETCD, ROOT, wait_for, Workdir
 from systemd_harness import etcd_unit, host_dropin, log_dropin, Systemd, unit_for_test
 from test_systemd_units import Node, patroni_status, shipped
 
@@ -23,6 +24,8 @@ SUITE = 'trixie'
 RELOADS = int(os.environ.get('SDNOTIFY_RELOADS', '10'))
 # generous: what the patch set gives is ~1 s (bench/notify_reload.py), a hang is forever
 RELOAD_BOUND = 30
+# what notify-reload.conf tells fleets of systemd >= 253 only to add
+STRICT = '[Service]\nExecReload=\n'
 
 
 def debian_root(suite):
@@ -47,7 +50,8 @@ def tier():
     dropins = {'etcd.service.d/host.conf': host_dropin(),
                'patroni.service.d/host.conf': host_dropin(),
                'patroni.service.d/log.conf': log_dropin(host + node.log),
-               'patroni.service.d/notify-reload.conf': shipped('notify-reload.conf')}
+               'patroni.service.d/notify-reload.conf': shipped('notify-reload.conf'),
+               'patroni.service.d/strict.conf': STRICT}
     with Systemd(workdir.path, units, dropins, root=root) as systemd:
         assert systemd.systemctl('--version').stdout.startswith('systemd 257'), version
         result = systemd.systemctl('start', 'etcd.service')
@@ -110,3 +114,30 @@ def test_failed_reload_answers_and_keeps_the_old_configuration(tier):
         assert patroni_status(tier).get('tags') == {'reload': 'fixed'}
         status = tier.show('patroni.service', 'StatusText')['StatusText']
         assert 'reload failed' not in status, status
+
+
+def test_portable_dropin_reloads(tier):
+    """The drop-in as shipped (ExecReload= kept, for fleets that mix 252 and 257): every `systemctl reload` ends, the
+    configuration is applied, Patroni is neither restarted nor left reloading. The control: the strict drop-in
+    has no ExecReload= (CanReload comes from Type=notify-reload alone)."""
+    assert tier.show('patroni.service', 'ExecReload').get('ExecReload', '') == ''
+    strict = os.path.join(tier.units, 'patroni.service.d', 'strict.conf')
+    os.unlink(strict)
+    try:
+        assert tier.systemctl('daemon-reload').returncode == 0
+        with running(tier, {'reload': 'start'}) as node:
+            state = tier.show('patroni.service', 'Type', 'ExecReload', 'MainPID')
+            assert state['Type'] == 'notify-reload' and '/bin/kill' in state['ExecReload'], state
+            for i in range(3):
+                node.write(tags={'reload': str(i)})
+                reload = tier.systemctl('reload', 'patroni.service', timeout=RELOAD_BOUND)
+                assert reload.returncode == 0, reload.stderr + node.tail()
+                wait_for(lambda: patroni_status(tier).get('tags') == {'reload': str(i)}, 30, 'reload applied')
+            tier.wait_show('patroni.service', lambda s: s['ActiveState'] == 'active', 30, 'the last reload ended',
+                           'ActiveState')
+            end = tier.show('patroni.service', 'SubState', 'MainPID', 'NRestarts')
+            assert end == {'SubState': 'running', 'MainPID': state['MainPID'], 'NRestarts': '0'}, end
+    finally:
+        with open(strict, 'w') as f:
+            f.write(STRICT)
+        tier.systemctl('daemon-reload')
