@@ -215,3 +215,47 @@ def test_cluster_operations_never_disturb_the_units(cluster):
     del pids['node2']
     cluster.check_units(pids, {leader: LEADER})
     print('three-member scenario: {0:.0f} s'.format(time.monotonic() - started))
+
+
+def test_paused_rollout_keeps_every_postgresql_running(cluster):
+    """docs/operating.md, section 2 A: ``patronictl pause --wait``; on each node a unit change, ``daemon-reload``,
+    ``systemctl restart``; ``patronictl resume --wait``. Every Patroni is a new process, every postmaster the same one.
+    The control: the same restart of a replica, unpaused, restarts its PostgreSQL."""
+    systemd = cluster.systemd
+    stopped = [n for n in NODES if cluster.show(n, 'ActiveState')['ActiveState'] != 'active']
+    for name in stopped:  # the previous test ends with a member stopped
+        assert systemd.systemctl('start', cluster.unit(name)).returncode == 0, cluster.diagnostics()
+    leader = next(n for n, (role, _) in cluster.wait_members(
+        lambda m: len(m) == 3 and any(r == 'leader' for r, _ in m.values()), 'three members').items()
+        if role == 'leader')
+    replicas = [n for n in NODES if n != leader]
+    cluster.settled(leader, replicas)
+
+    def postmasters():
+        return {n: systemd.postmaster_pid(os.path.join(cluster.workdir.path, n, 'data')) for n in NODES}
+
+    before = postmasters()
+    cluster.patronictl('pause', SCOPE, '--wait')
+    path = os.path.join(systemd.units, 'patroni@.service.d', 'rollout.conf')
+    with open(path, 'w') as f:  # the new unit: a change that systemd only applies at a restart
+        f.write('[Service]\nEnvironment=ROLLOUT=1\n')
+    try:
+        assert systemd.systemctl('daemon-reload').returncode == 0
+        for name in replicas + [leader]:
+            main_pid = cluster.show(name, 'MainPID')['MainPID']
+            restart = systemd.systemctl('restart', cluster.unit(name))
+            assert restart.returncode == 0, restart.stderr + cluster.diagnostics()
+            state = cluster.show(name, 'ActiveState', 'MainPID', 'Environment')
+            assert state['ActiveState'] == 'active' and state['MainPID'] != main_pid, state
+            assert 'ROLLOUT=1' in state['Environment'], state
+            assert postmasters()[name] == before[name], (name, before, postmasters(), cluster.diagnostics())
+        cluster.patronictl('resume', SCOPE, '--wait')
+        cluster.settled(leader, replicas)
+        assert postmasters() == before, (before, postmasters())
+    finally:
+        os.unlink(path)
+        systemd.systemctl('daemon-reload')
+    # the control: unpaused, the same restart stops and starts the replica's PostgreSQL
+    assert systemd.systemctl('restart', cluster.unit(replicas[0])).returncode == 0
+    cluster.settled(leader, replicas)
+    assert postmasters()[replicas[0]] != before[replicas[0]], (before, postmasters())
