@@ -3,7 +3,8 @@
 
 Boots the harness (tests/systemd_harness.py), starts etcd and a one-node Patroni cluster with
 extras/startup_scripts/patroni.service, runs `systemctl start patroni; systemctl reload patroni`, prints
-`systemctl status patroni` and `patronictl list`, then shows the status of a Patroni started while etcd is down,
+`systemctl status patroni` (with the log tail: the harness runs a journald of its own), `journalctl -t patroni` and
+`patronictl list`, then shows the status of a Patroni started while etcd is down,
 and tears everything down. Run as root: `make demo`.
 """
 
@@ -14,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import leftovers  # noqa: E402
 from realparts import BIN, ETCD, wait_for, Workdir  # noqa: E402
-from systemd_harness import etcd_unit, log_dropin, Systemd, unit_for_test  # noqa: E402
+from systemd_harness import etcd_unit, Systemd, unit_for_test  # noqa: E402
 from test_systemd_units import Node, patroni_status, shipped  # noqa: E402
 
 
@@ -28,7 +29,7 @@ def main() -> int:
         units = {'etcd.service': etcd_unit(ETCD, os.path.join(workdir.path, 'etcd'),
                                            os.path.join(workdir.path, 'etcd.log')),
                  'patroni.service': unit_for_test(shipped('patroni.service'), os.path.join(BIN, 'patroni'), node.dir)}
-        with Systemd(workdir.path, units, {'patroni.service.d/log.conf': log_dropin(node.log)}) as systemd:
+        with Systemd(workdir.path, units, journald=True) as systemd:
             print('# systemd is PID {0} here; its cgroup: {1}'.format(systemd.pid, systemd.cgroup))
             print('$ systemctl start etcd')
             systemd.systemctl('start', 'etcd.service')
@@ -36,13 +37,15 @@ def main() -> int:
             for verb in ('start', 'reload'):
                 result = systemd.systemctl(verb, 'patroni.service')
                 if result.returncode:
-                    print(result.stderr, node.tail())
+                    print(result.stderr, systemd.run('journalctl', '--no-pager', '-t', 'patroni').stdout)
                     return 1
             wait_for(lambda: patroni_status(systemd).get('state') == 'running', 60, 'PostgreSQL running')
             wait_for(lambda: systemd.show('patroni.service', 'ActiveState')['ActiveState'] == 'active', 30,
                      'the reload to finish')
             print('$ systemctl status patroni')
             print(systemd.systemctl('status', 'patroni.service').stdout)
+            print('$ journalctl -t patroni -n 5')
+            print(systemd.run('journalctl', '--no-pager', '-t', 'patroni', '-n', '5').stdout)
             print('$ patronictl list')
             print(systemd.run(os.path.join(BIN, 'patronictl'), '-c', node.config, 'list').stdout)
             print('$ systemctl stop patroni')
