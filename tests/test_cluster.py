@@ -259,3 +259,25 @@ def test_paused_rollout_keeps_every_postgresql_running(cluster):
     assert systemd.systemctl('restart', cluster.unit(replicas[0])).returncode == 0
     cluster.settled(leader, replicas)
     assert postmasters()[replicas[0]] != before[replicas[0]], (before, postmasters())
+
+
+def test_template_keeps_what_debian_installations_rely_on(cluster):
+    """Debian's template, kept: an instance without its file is skipped (not failed), env.conf is read before the
+    instance's own .env, the journal tag names the instance, the pg_stat_tmp directory exists while it runs. The
+    control for the skip: an instance with its file starts."""
+    systemd = cluster.systemd
+    start = systemd.systemctl('start', cluster.unit('nosuch'))
+    assert start.returncode == 0, start.stderr
+    state = cluster.show('nosuch', 'ActiveState', 'ConditionResult', 'Result')
+    assert state == {'ActiveState': 'inactive', 'ConditionResult': 'no', 'Result': 'success'}, state
+    running = 'node1'
+    if cluster.show(running, 'ActiveState')['ActiveState'] != 'active':  # run alone, the cluster is not up
+        assert systemd.systemctl('start', cluster.unit(running)).returncode == 0, cluster.diagnostics()
+    state = cluster.show(running, 'ConditionResult', 'SyslogIdentifier', 'RuntimeDirectory')
+    assert state == {'ConditionResult': 'yes', 'SyslogIdentifier': 'patroni@' + running,
+                     'RuntimeDirectory': 'postgresql/{0}.pg_stat_tmp'.format(running)}, state
+    assert systemd.run('test', '-d', '/run/postgresql/{0}.pg_stat_tmp'.format(running)).returncode == 0
+    config_dir = os.path.dirname(cluster.configs[running])
+    shown = systemd.systemctl('show', '--property=EnvironmentFiles', cluster.unit(running)).stdout
+    debian, own = os.path.join(config_dir, 'env.conf'), os.path.join(config_dir, running + '.env')
+    assert debian in shown and own in shown and shown.index(debian) < shown.index(own), shown
