@@ -2,8 +2,8 @@
 
 pid, mount, uts, ipc, net and cgroup namespaces; fresh /proc, /sys and cgroup2; a tmpfs /run; only the units given
 (plus stub targets). Nothing reaches the host: units log to files, or, with ``journald=True``, to a systemd-journald
-of the harness that keeps its journal in the harness's /run (``Storage=volatile``, no kernel log, no wall); loopback of its own, /proc/sys
-read-only (PID 1 would raise fs.file-max and fs.nr_open), ``container=`` set (otherwise systemd logs to the host's
+of the harness that keeps its journal in the harness's /run (``Storage=volatile``, no kernel log, no wall); a
+loopback of its own, /proc/sys read-only (PID 1 would raise fs.file-max and fs.nr_open), ``container=`` set (otherwise systemd logs to the host's
 kernel log, makes / shared and tries a global swapoff on exit).
 
 cgroups: systemd gets a cgroup2 sub-tree of its own, found from /proc/self/mountinfo wherever cgroup2 is mounted
@@ -108,7 +108,8 @@ JOURNALD_UNITS = {
                                'Service=systemd-journald.service\n',
     'systemd-journald.service': '[Unit]\nDescription=Journal (harness)\nDefaultDependencies=no\n'
                                 'Requires=systemd-journald.socket\nAfter=systemd-journald.socket\n\n[Service]\n'
-                                'Type=notify\nSockets=systemd-journald.socket\nExecStart=/lib/systemd/systemd-journald\n',
+                                'Type=notify\nSockets=systemd-journald.socket\n'
+                                'ExecStart=/lib/systemd/systemd-journald\n',
 }
 # what services' default dependencies and our units refer to, as empty targets
 STUBS.update({name: '[Unit]\nDescription={0} (stub)\n'.format(name) for name in (

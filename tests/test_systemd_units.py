@@ -74,9 +74,9 @@ def test_units_verify_checks_the_patroni_they_start(tmp_path):
 def test_early_sighup_dropins_verify(tmp_path, unit, dropin):
     template = '@' in unit
     name = 'patroni@.service' if template else unit
-    files = {name: unit_for_test(shipped(name), os.path.join(BIN, 'patroni'), '/etc/patroni'),
-             name + '.d/early-sighup.conf': unit_for_test(shipped(dropin), os.path.join(BIN, 'patroni'),
-                                                           '/etc/patroni')}
+    patroni = os.path.join(BIN, 'patroni')
+    files = {name: unit_for_test(shipped(name), patroni, '/etc/patroni'),
+             name + '.d/early-sighup.conf': unit_for_test(shipped(dropin), patroni, '/etc/patroni')}
     result = verify(tmp_path, files, unit)
     assert result.returncode == 0 and result.stderr == '', result.stderr
     assert ('/etc/patroni/%i.yml' if template else '/etc/patroni/patroni.yml') in shipped(dropin)
