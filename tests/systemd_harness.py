@@ -3,8 +3,8 @@
 pid, mount, uts, ipc, net and cgroup namespaces; fresh /proc, /sys and cgroup2; a tmpfs /run; only the units given
 (plus stub targets). Nothing reaches the host: units log to files, or, with ``journald=True``, to a systemd-journald
 of the harness that keeps its journal in the harness's /run (``Storage=volatile``, no kernel log, no wall); a
-loopback of its own, /proc/sys read-only (PID 1 would raise fs.file-max and fs.nr_open), ``container=`` set (otherwise systemd logs to the host's
-kernel log, makes / shared and tries a global swapoff on exit).
+loopback of its own, /proc/sys read-only (PID 1 would raise fs.file-max and fs.nr_open), ``container=`` set
+(otherwise systemd logs to the host's kernel log, makes / shared and tries a global swapoff on exit).
 
 cgroups: systemd gets a cgroup2 sub-tree of its own, found from /proc/self/mountinfo wherever cgroup2 is mounted
 (/sys/fs/cgroup on a pure v2 layout, /sys/fs/cgroup/unified on a hybrid one). Where the machine's PID 1 is systemd,
