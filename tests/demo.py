@@ -9,6 +9,7 @@ and tears everything down. Run as root: `make demo`.
 """
 
 import os
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -35,9 +36,19 @@ def main() -> int:
             systemd.systemctl('start', 'etcd.service')
             print('$ systemctl start patroni && systemctl reload patroni')
             for verb in ('start', 'reload'):
-                result = systemd.systemctl(verb, 'patroni.service')
-                if result.returncode:
-                    print(result.stderr, systemd.run('journalctl', '--no-pager', '-t', 'patroni').stdout)
+                try:
+                    result = systemd.systemctl(verb, 'patroni.service', timeout=90)
+                    failed = result.stderr if result.returncode else ''
+                except subprocess.TimeoutExpired:
+                    failed = 'systemctl {0} did not return in 90 s'.format(verb)
+                if failed:
+                    print(failed)
+                    for cmd in (['systemctl', '--no-pager', 'status', 'patroni.service', 'systemd-journald.socket'],
+                                ['ls', '-ld', '/run/systemd', '/run/systemd/journal', '/run/systemd/journal/stdout',
+                                 '/run/systemd/notify'],
+                                ['journalctl', '--no-pager', '-n', '50']):
+                        done = systemd.run(*cmd)
+                        print('$ ' + ' '.join(cmd) + '\n' + done.stdout + done.stderr)
                     return 1
             wait_for(lambda: patroni_status(systemd).get('state') == 'running', 60, 'PostgreSQL running')
             wait_for(lambda: systemd.show('patroni.service', 'ActiveState')['ActiveState'] == 'active', 30,

@@ -216,6 +216,18 @@ def test_cluster_operations_never_disturb_the_units(cluster):
     cluster.check_units(pids, {leader: LEADER})
     print('three-member scenario: {0:.0f} s'.format(time.monotonic() - started))
 
+    # the positive control of check_units' "no notification from a child": a process of a unit's cgroup that is not
+    # its main PID notifies, and systemd's refusal reaches the console log that check_units reads
+    group = cluster.show(leader, 'ControlGroup')['ControlGroup']
+    probe = cluster.systemd.run('sh', '-c', 'echo $$ > /sys/fs/cgroup{0}/cgroup.procs && '
+                                'NOTIFY_SOCKET=/run/systemd/notify exec systemd-notify STATUS=probe'.format(group))
+    assert probe.returncode == 0, probe.stderr
+
+    def refused():
+        with open(cluster.systemd.console_log, errors='replace') as f:
+            return 'reception only permitted for main PID' in f.read()
+    wait_for(refused, 10, 'systemd refusing a notification from a child, in the console log')
+
 
 def test_paused_rollout_keeps_every_postgresql_running(cluster):
     """docs/operating.md, section 2 A: ``patronictl pause --wait``; on each node a unit change, ``daemon-reload``,
