@@ -37,7 +37,11 @@ CGROUP_PREFIX = 'sdnotify-'
 
 # Run by /bin/sh in the machine's namespaces, in the delegated group $CG (made by us) or, without $CG, in the scope
 # systemd-run put us in (found from /proc/self/cgroup): our unshare goes to supervisor/, its child to payload/.
+# umask 022 here and in the inner scripts: the test process may have Patroni's 077 (importing patroni.file_perm sets
+# it), and a /run/systemd made 0700 by the inner script kept services' users from connecting to journald: systemd
+# connects their stdout with their uid, "Permission denied", and the service hung without its log.
 OUTER = """set -e
+umask 022
 P=$(sed -n 's/^0:://p' /proc/self/cgroup)
 D=${CG:-$CGMOUNT${P#"$CGROOT"}}
 mkdir "$D/supervisor" "$D/payload"
@@ -51,6 +55,7 @@ exec unshare --pid --fork --kill-child --mount --propagation private --uts --ipc
 # payload/, and run themselves again from the top.
 PROLOGUE = """#!/bin/sh
 set -e
+umask 022
 if [ -n "$PAYLOAD" ]; then
     echo $$ > "$PAYLOAD/cgroup.procs"
     unset PAYLOAD
