@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Start -> PostgreSQL accepting connections, with and without a SIGHUP before the first HA cycle.
 
-A node whose data directory exists and whose PostgreSQL is stopped is started, launched the way the shipped unit
-launches it (``env --block-signal=HUP``), and, in the "early SIGHUP" rounds, sent a SIGHUP at once (with a changed
-configuration file): the signal stays pending until Patroni's first statement catches it, so it is applied before the
-first HA cycle. Measured: spawn until ``GET /patroni`` says ``running`` (PostgreSQL accepts connections). Upstream
-4.1.5 is the reference for the plain start; it never unblocks SIGHUP, so an early SIGHUP does nothing to it.
-Rounds alternate between the variants, so that the machine's load falls on all alike.
+A node whose data directory exists and whose PostgreSQL is stopped is started, launched the way the opt-in
+early-sighup.conf drop-in launches it (``env --block-signal=HUP``), and, in the "early SIGHUP" rounds, sent a SIGHUP
+at once (with a changed configuration file): the signal stays pending until Patroni's first statement catches it, so
+it is applied before the first HA cycle. Measured: spawn until ``GET /patroni`` says ``running`` (PostgreSQL accepts
+connections). Upstream 4.1.5 is the reference for the plain start; it never unblocks SIGHUP, so an early SIGHUP does
+nothing to it. Rounds alternate between the variants, so that the machine's load falls on all alike.
 
 Usage (as root, after `make install deps`): .venv/bin/python bench/early_sighup_start.py --trials 10
 """

@@ -3,9 +3,9 @@
 
 For each trial the daemon is spawned with a config whose DCS is a closed loopback port (so it goes no further than
 start-up), and /proc/PID/status is polled until SigCgt (handled) or SigBlk (blocked) has the SIGHUP bit: that is the
-moment a SIGHUP stops being fatal. The patched one is also started as the shipped unit starts it, through
-`env --block-signal=HUP`. The interpreter floor is a Python that installs a SIGHUP handler as its first statement.
-Trials alternate between the programs so that machine load affects all of them alike.
+moment a SIGHUP stops being fatal. The patched one is also started as the opt-in early-sighup.conf drop-in starts
+it, through `env --block-signal=HUP`. The interpreter floor is a Python that installs a SIGHUP handler as its first
+statement. Trials alternate between the programs so that machine load affects all of them alike.
 
 Usage: bench/sighup_window.py --patched .venv/bin/patroni --upstream .venv-upstream/bin/patroni [--trials 30]
 """
