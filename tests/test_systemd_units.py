@@ -245,7 +245,7 @@ def start_and_reload(harness):
 
 def test_start_and_reload_of_a_new_node(harness):
     """``systemctl start; systemctl reload`` on a node without data: the reload lands while initdb runs (READY=1
-    follows the first HA cycle, which starts the bootstrap) and must not break the bootstrap (series 0008)."""
+    follows the first HA cycle, which starts the bootstrap) and must not break the bootstrap (series 0001)."""
     node = harness.patched
     offset = os.path.getsize(node.log) if os.path.exists(node.log) else 0  # the log is the module's: ours from here
     for trial in range(FRESH_TRIALS):
@@ -360,14 +360,14 @@ def test_watchdog_restarts_a_hung_patroni(harness):
     """Opt-in WatchdogSec=: pings come from the HA loop; a loop that stops cycling gets Patroni restarted."""
     node = harness.patched
     node.write()
-    # loop_wait 2 + retry_timeout 5 in the test config: 15 s leaves room
+    # loop_wait 2 + 2 * retry_timeout 5 in the test config: 15 s leaves room
     path = dropin(harness, 'watchdog.conf', '[Service]\nWatchdogSec=15\nTimeoutAbortSec=2\nRestartSec=1\n')
     try:
         assert harness.systemctl('start', 'patroni.service').returncode == 0
         first = harness.show('patroni.service', 'WatchdogTimestampMonotonic', 'MainPID', 'NRestarts')
         wait_for(lambda: harness.show('patroni.service', 'WatchdogTimestampMonotonic')['WatchdogTimestampMonotonic']
                  != first['WatchdogTimestampMonotonic'], 30, 'a WATCHDOG=1 from the next HA cycle')
-        assert 'WatchdogSec' not in node.tail(), 'no warning: 15 s > loop_wait + retry_timeout'
+        assert 'WatchdogSec' not in node.tail(), 'no warning: 15 s > loop_wait + 2 * retry_timeout = 12 s'
         # the HA loop stops cycling (the whole process is stopped: nothing can ping for it)
         assert harness.run('kill', '-STOP', first['MainPID']).returncode == 0
         after = harness.wait_show('patroni.service', lambda s: s['NRestarts'] == '1' and s['ActiveState'] == 'active',
