@@ -21,9 +21,9 @@ def no_leftovers_of_killed_runs() -> Iterator[None]:
 
 @pytest.fixture(scope='session', autouse=True)
 def umask_022() -> Iterator[None]:
-    """Every test and fixture runs with umask 022 (set after collection, before the first fixture): collecting upstream's tests imports patroni.file_perm, which sets the test
-    process's umask to 077, and what a test makes for PostgreSQL's user or a chroot (a debootstrapped root, the
-    harness's /run) must stay readable to them."""
+    """Every test and fixture runs with umask 022 (set after collection, before the first fixture): collecting
+    upstream's tests imports patroni.file_perm, which sets the test process's umask to 077, and what a test makes
+    for PostgreSQL's user or a chroot (a debootstrapped root, the harness's /run) must stay readable to them."""
     old = os.umask(0o022)
     yield
     os.umask(old)
