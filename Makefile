@@ -7,7 +7,7 @@ EXTRAS ?= etcd3,psycopg2-binary
 STEP_TIMEOUT ?= 600
 PIP = timeout $(STEP_TIMEOUT) $(VENV)/bin/pip install --quiet --disable-pip-version-check
 
-.PHONY: install test deps demo results
+.PHONY: install test deps demo results upstream-suite
 
 install:
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -33,3 +33,12 @@ demo: deps
 results: deps
 	$(PIP) -r bench/requirements.txt
 	$(VENV)/bin/python bench/results.py
+
+# upstream's flake8, isort and unit suite on its master, without and with the series (docs/upstreaming.md):
+#   make upstream-suite UPSTREAM=/path/to/a/clone/of/patroni [REF=commit] [PY=python3]
+upstream-suite:
+	test -n "$(UPSTREAM)" || (echo 'make upstream-suite: set UPSTREAM to a clone of upstream Patroni' >&2; exit 2)
+	mkdir -p docs/results
+	bench/upstream_suite.sh $(UPSTREAM) $(or $(REF),HEAD) $(or $(PY),$(PYTHON)) > docs/results/upstream_suite.txt.tmp
+	mv docs/results/upstream_suite.txt.tmp docs/results/upstream_suite.txt
+	cat docs/results/upstream_suite.txt

@@ -4,8 +4,7 @@
 The systemd 257 tier of the tests (tests/test_systemd_257.py): Debian trixie's systemd as PID 1 of private
 namespaces, one etcd 3.4, two Patroni units at loop_wait 10, both the shipped unit with the shipped
 notify-reload.conf drop-in. ``patroni.service`` runs the patched Patroni; ``patroni-upstream.service`` runs upstream
-4.1.5 with Debian's python3-systemd (without it upstream never sends READY=1 and cannot start as Type=notify), and
-without ``env --block-signal=HUP`` (upstream never unblocks SIGHUP: every reload would hang).
+4.1.5 with Debian's python3-systemd (without it upstream never sends READY=1 and cannot start as Type=notify).
 Each round rewrites a unit's configuration (a new tag), then times ``systemctl reload`` and checks that the new tag is
 in effect when it returns; the units take turns, and a random pause puts the reload at a random point of the HA
 loop's nap. The rounds start once both run PostgreSQL (upstream sends READY=1 before its first HA cycle). A reload
@@ -31,7 +30,7 @@ from realparts import BIN, ETCD, patroni_config, PYTHON_SYSTEMD, wait_for, Workd
 from systemd_harness import etcd_unit, host_dropin, log_dropin, owned_by_postgres, Systemd  # noqa: E402
 from systemd_harness import unit_for_test  # noqa: E402
 from test_systemd_257 import debian_root  # noqa: E402
-from test_systemd_units import shipped  # noqa: E402
+from start_reload import shipped  # noqa: E402
 
 PATRONI = {'patroni.service': os.path.join(BIN, 'patroni'),
            'patroni-upstream.service': os.path.join(ROOT, '.venv-upstream', 'bin', 'patroni')}
@@ -58,8 +57,6 @@ def main() -> int:
         configs[unit] = {'path': os.path.join(directory, 'patroni.yml'), 'config': config, 'api': 8008 + i}
         write_config(workdir, str(configs[unit]['path']), config)
         units[unit] = unit_for_test(shipped('patroni.service'), patroni, directory)
-        if unit == 'patroni-upstream.service':  # SIGHUP blocked by env stays blocked: only the patch unblocks it
-            units[unit] = units[unit].replace('/usr/bin/env --block-signal=HUP ', '')
         dropins[unit + '.d/host.conf'] = host_dropin()
         dropins[unit + '.d/log.conf'] = log_dropin('/host' + os.path.join(directory, 'patroni.log'))
         dropins[unit + '.d/notify-reload.conf'] = shipped('notify-reload.conf')

@@ -28,6 +28,7 @@ BENCHES: Dict[str, List[str]] = {
     'notify_reload': [PYTHON, 'bench/notify_reload.py', '--reloads', '50'],
     'early_sighup_start': [PYTHON, 'bench/early_sighup_start.py', '--upstream', '.venv-upstream/bin/patroni',
                            '--trials', '10'],
+    'start_reload_matrix': [PYTHON, 'bench/start_reload_matrix.py', '--trials', '30'],
     'startup_timeline': [PYTHON, 'bench/startup_timeline.py', '--trials', '5', '--png', 'docs/startup-timeline.png'],
 }
 OUT = os.path.join(ROOT, 'docs', 'results')

@@ -110,6 +110,11 @@ class Cluster(object):
         self.systemd.run('kill', '-KILL', *pids)
         wait_for(lambda: self.systemd.run('kill', '-0', postmaster).returncode != 0, 10, 'the postmaster killed')
 
+    def log(self, name):
+        """The Patroni (and PostgreSQL) log of member *name*."""
+        with open(os.path.join(self.workdir.path, name, 'patroni.log'), errors='replace') as f:
+            return f.read()
+
     def diagnostics(self):
         out = self.systemd.systemctl('status', 'patroni@*').stdout
         for name in NODES:
@@ -119,6 +124,14 @@ class Cluster(object):
             except OSError:
                 pass
         return out
+
+
+def line_time(log, text):
+    """The time (epoch seconds, our log format) of the first line of *log* that holds *text*, or ``None``."""
+    for line in log.splitlines():
+        if text in line:
+            return float(line.split(' ', 1)[0])
+    return None
 
 
 def follower(name):
@@ -136,6 +149,8 @@ def cluster():
         config['postgresql']['use_pg_rewind'] = True
         # a primary whose PostgreSQL crashes hands over at once instead of restarting it: the rejoin step below
         config['bootstrap']['dcs']['primary_start_timeout'] = 0
+        # a promotion takes a second more: the window the reload during a switchover must hit
+        config['postgresql']['pre_promote'] = '/bin/sleep 1'
         configs[name] = write_config(workdir, os.path.join(config_dir, name + '.yml'), config)
     etcd = etcd_unit(ETCD, os.path.join(workdir.path, 'etcd'), os.path.join(workdir.path, 'etcd.log'))
     units = {'etcd.service': etcd,
@@ -183,8 +198,7 @@ def test_cluster_operations_never_disturb_the_units(cluster):
     leader = next(n for n, (role, _) in members.items() if role == 'leader')
     cluster.settled(leader, [n for n in NODES if n != leader])
     cluster.check_units(pids, {leader: LEADER, 'node3': follower(leader)})
-    with open(os.path.join(cluster.workdir.path, 'node3', 'patroni.log')) as f:
-        log = f.read()
+    log = cluster.log('node3')
     assert 'running pg_rewind from' in log and 'pg_rewind exit code=0' in log, log[-3000:]
     for port in (5433 + NODES.index(leader), 5435):  # what only the old leader had is gone from it, too
         assert cluster.sql(port, "SELECT to_regclass('diverged') IS NULL") == 't'
@@ -192,14 +206,25 @@ def test_cluster_operations_never_disturb_the_units(cluster):
     cluster.settled('node3', ['node1', 'node2'])
     cluster.check_units(pids, {'node3': LEADER})
 
-    # a reload of a member while a switchover to it is under way
+    # a reload of a member while a switchover to it is under way: sent once the old leader's PostgreSQL shuts down
+    # for the switchover, and applied (the time of its log line) before the candidate promoted itself, which
+    # pre_promote holds back a second
+    offsets = {name: len(cluster.log(name)) for name in ('node2', 'node3')}
     switchover = cluster.patronictl('switchover', SCOPE, '--primary', 'node3', '--candidate', 'node2', '--force',
                                     wait=False)
+    wait_for(lambda: 'received fast shutdown request' in cluster.log('node3')[offsets['node3']:], 60,
+             'the old leader shutting down for the switchover')
     reload = cluster.systemd.systemctl('reload', cluster.unit('node2'))
     assert reload.returncode == 0, reload.stderr
     assert switchover.wait(180) == 0, switchover.stdout.read()
     cluster.settled('node2', ['node1', 'node3'])
     wait_for(lambda: cluster.show('node2', 'ActiveState')['ActiveState'] == 'active', 30, 'the reload to finish')
+    log = cluster.log('node2')[offsets['node2']:]
+    applied, promoted = (line_time(log, 'No local configuration items changed.'),
+                         line_time(log, 'promoted self to leader by acquiring session lock'))
+    assert applied is not None and promoted is not None and applied < promoted, (applied, promoted, log[-3000:])
+    print('reload during a switchover: applied {0:.3f} s before the candidate promoted itself'.format(
+        promoted - applied))
     cluster.check_units(pids, {'node2': LEADER})
 
     # stopping the leader hands over: its key is gone by the time its unit is inactive

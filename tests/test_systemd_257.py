@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from realparts import BIN, ETCD, ROOT, wait_for, Workdir
+from realparts import BIN, ETCD, PYTHON_SYSTEMD, ROOT, wait_for, Workdir
 from systemd_harness import etcd_unit, host_dropin, log_dropin, Systemd, unit_for_test
 from test_systemd_units import Node, patroni_status, shipped
 
@@ -24,6 +24,9 @@ SUITE = 'trixie'
 RELOADS = int(os.environ.get('SDNOTIFY_RELOADS', '10'))
 # generous: what the patch set gives is ~1 s (bench/notify_reload.py), a hang is forever
 RELOAD_BOUND = 30
+SLOW_LOOP = {'loop_wait': 10, 'retry_timeout': 10, 'ttl': 30}
+UPSTREAM = os.path.join(ROOT, '.venv-upstream', 'bin', 'patroni')
+CYCLE = 'no action. I am (node1), the leader with the lock'
 # what notify-reload.conf tells fleets of systemd >= 253 only to add
 STRICT = '[Service]\nExecReload=\n'
 
@@ -47,16 +50,23 @@ def tier():
                                                                                                 'etcd.log')),
         'patroni.service': unit_for_test(shipped('patroni.service'), os.path.join(BIN, 'patroni'), node.dir),
     }
-    dropins = {'etcd.service.d/host.conf': host_dropin(),
-               'patroni.service.d/host.conf': host_dropin(),
-               'patroni.service.d/log.conf': log_dropin(host + node.log),
-               'patroni.service.d/notify-reload.conf': shipped('notify-reload.conf'),
-               'patroni.service.d/strict.conf': STRICT}
+    dropins = {'etcd.service.d/host.conf': host_dropin()}
+    # loop_wait 10, for the promptness test: the patched Patroni and, as the control, upstream with python-systemd
+    prompt, upstream = Node(workdir, 'prompt', SLOW_LOOP), Node(workdir, 'upstream', SLOW_LOOP)
+    units['patroni-prompt.service'] = unit_for_test(shipped('patroni.service'), os.path.join(BIN, 'patroni'),
+                                                    prompt.dir)
+    units['patroni-upstream.service'] = unit_for_test(shipped('patroni.service'), UPSTREAM, upstream.dir)
+    dropins['patroni-upstream.service.d/python-systemd.conf'] = '[Service]\nEnvironment=PYTHONPATH={0}\n'.format(
+        PYTHON_SYSTEMD)
+    for unit, unit_node in (('patroni.service', node), ('patroni-prompt.service', prompt),
+                            ('patroni-upstream.service', upstream)):
+        dropins.update({unit + '.d/host.conf': host_dropin(), unit + '.d/log.conf': log_dropin(host + unit_node.log),
+                        unit + '.d/notify-reload.conf': shipped('notify-reload.conf'), unit + '.d/strict.conf': STRICT})
     with Systemd(workdir.path, units, dropins, root=root) as systemd:
         assert systemd.systemctl('--version').stdout.startswith('systemd 257'), version
         result = systemd.systemctl('start', 'etcd.service')
         assert result.returncode == 0, result.stderr
-        systemd.node = node
+        systemd.node, systemd.prompt, systemd.upstream = node, prompt, upstream
         yield systemd
     workdir.cleanup()
 
@@ -92,6 +102,39 @@ def test_reload_returns_once_applied(tier):
         blocked.sort()
         print('systemd 257, notify-reload: `systemctl reload` blocked {0:.2f} s median, {1:.2f} s max ({2} reloads)'
               .format(blocked[len(blocked) // 2], blocked[-1], len(blocked)))
+
+
+def test_reload_is_prompt_and_upstream_is_not(tier):
+    """loop_wait 10, each reload sent right after an HA cycle has logged its result, so that the nap has just begun:
+    the patched Patroni's `systemctl reload` returns well under loop_wait, upstream's (python-systemd) only when its
+    nap is over. The same unit, drop-ins and timing for both; only the Patroni differs."""
+    blocked = {}
+    for unit, node in (('patroni-prompt.service', tier.prompt), ('patroni-upstream.service', tier.upstream)):
+        node.write(tags={'reload': 'start'})
+        assert tier.systemctl('start', unit).returncode == 0, node.tail()
+        try:
+            wait_for(lambda: patroni_status(tier).get('state') == 'running', 120, unit + ' running\n' + node.tail())
+            blocked[unit] = []
+            for i in range(3):
+                with open(node.log) as f:
+                    offset = len(f.read())
+
+                def cycle_ended():
+                    with open(node.log) as f:
+                        return CYCLE in f.read()[offset:]
+                wait_for(cycle_ended, 30, unit + ': an HA cycle ending\n' + node.tail())
+                node.write(tags={'reload': str(i)})
+                started = time.monotonic()
+                reload = tier.systemctl('reload', unit, timeout=RELOAD_BOUND)
+                blocked[unit].append(time.monotonic() - started)
+                assert reload.returncode == 0, reload.stderr + node.tail()
+                assert patroni_status(tier).get('tags') == {'reload': str(i)}, (unit, i, node.tail())
+        finally:
+            tier.systemctl('stop', unit)
+    print('systemd 257, notify-reload, loop_wait 10, reload right after a cycle: `systemctl reload` blocked (s) '
+          'patched {0}, upstream {1}'.format(*(['{0:.2f}'.format(t) for t in blocked[u]] for u in sorted(blocked))))
+    assert max(blocked['patroni-prompt.service']) < 3, blocked
+    assert min(blocked['patroni-upstream.service']) > 5, blocked
 
 
 def test_failed_reload_answers_and_keeps_the_old_configuration(tier):

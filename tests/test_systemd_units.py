@@ -1,7 +1,8 @@
 """The shipped units under a real systemd 252 (PID 1 of its own namespaces), with etcd 3.4 and PostgreSQL 15.
 
 The claim: ``systemctl start patroni; systemctl reload patroni`` back to back never kills the patched Patroni
-(Type=notify, no python-systemd), and the same harness catches upstream 4.1.5 being killed by it (Type=simple).
+under the shipped Type=notify unit (no python-systemd), and what each other combination of Patroni, Type= and the
+early-sighup.conf drop-in does, in the same harness (tests/start_reload.py).
 """
 
 import os
@@ -12,36 +13,15 @@ import uuid
 
 import pytest
 
-from realparts import BIN, ETCD, patroni_config, ROOT, wait_for, Workdir, write_config
+from realparts import BIN, ETCD, patroni_config, wait_for, Workdir, write_config
+import start_reload
+from start_reload import shipped
 from systemd_harness import etcd_unit, log_dropin, owned_by_postgres, Systemd, unit_for_test
 
 pytestmark = pytest.mark.slow
 
-UNITS = os.path.join(ROOT, 'extras', 'startup_scripts')
-UPSTREAM_PATRONI = os.path.join(ROOT, '.venv-upstream', 'bin', 'patroni')
-TRIALS = int(os.environ.get('SDNOTIFY_TRIALS', '30'))
+TRIALS = int(os.environ.get('SDNOTIFY_TRIALS', '3'))  # a cell of the start+reload matrix
 FRESH_TRIALS = int(os.environ.get('SDNOTIFY_FRESH_TRIALS', '10'))
-# upstream's unit before it became Type=notify: the shape that 4.1.x users without python-systemd run
-UPSTREAM_UNIT = """[Unit]
-Description=Patroni 4.1.5 from pip, Type=simple (control)
-# the trials start it more often than systemd's default rate limit (5 starts in 10 s) allows
-StartLimitIntervalSec=0
-
-[Service]
-Type=simple
-User=postgres
-Group=postgres
-ExecStart={patroni} {config}
-ExecReload=/bin/kill -s HUP $MAINPID
-KillMode=process
-TimeoutSec=30
-Restart=on-failure
-"""
-
-
-def shipped(name):
-    with open(os.path.join(UNITS, name)) as f:
-        return f.read()
 
 
 def verify(tmp_path, files, unit):
@@ -164,15 +144,18 @@ def test_journal_tags_patroni_and_postgresql_lines(tmp_path):
 class Node(object):
     """A Patroni node's files for the harness: config, data and log, under one directory postgres owns."""
 
-    def __init__(self, workdir, name):
+    def __init__(self, workdir, name, dcs=None):
+        """*dcs*: settings of the cluster's bootstrap (``bootstrap.dcs``) to change, e.g. ``loop_wait``."""
         self.dir = owned_by_postgres(os.path.join(workdir.path, name))
         self.scope = 'h-' + uuid.uuid4().hex[:8]
         self.workdir = workdir
+        self.dcs = dcs or {}
         self.log = os.path.join(self.dir, 'patroni.log')
         self.config = self.write()
 
     def write(self, tags=None, parameters=None, **postgresql):
         config = patroni_config(self.dir, self.scope, 'node1', 2379, 8008, 5432, tags)
+        config['bootstrap']['dcs'].update(self.dcs)
         config['postgresql']['parameters'].update(parameters or {})
         config['postgresql'].update(postgresql)
         return write_config(self.workdir, os.path.join(self.dir, 'patroni.yml'), config)
@@ -192,14 +175,18 @@ def harness():
     units = {
         'etcd.service': etcd_unit(ETCD, os.path.join(workdir.path, 'etcd'), os.path.join(workdir.path, 'etcd.log')),
         'patroni.service': unit_for_test(shipped('patroni.service'), os.path.join(BIN, 'patroni'), patched.dir),
-        'patroni-upstream.service': UPSTREAM_UNIT.format(patroni=UPSTREAM_PATRONI, config=upstream.config),
     }
-    dropins = {'patroni.service.d/log.conf': log_dropin(patched.log),
-               'patroni-upstream.service.d/log.conf': log_dropin(upstream.log)}
+    dropins = {'patroni.service.d/log.conf': log_dropin(patched.log)}
+    for cell in start_reload.CELLS:
+        node = patched if cell[0] == 'patched' else upstream
+        files = start_reload.cell_units(cell, node.dir, node.log)
+        units[start_reload.unit_name(cell)] = files.pop(start_reload.unit_name(cell))
+        dropins.update(files)
     with Systemd(workdir.path, units, dropins) as systemd:
         result = systemd.systemctl('start', 'etcd.service')
         assert result.returncode == 0, result.stderr
         systemd.patched, systemd.upstream = patched, upstream
+        systemd.bootstrapped = set()
         yield systemd
     workdir.cleanup()
 
@@ -208,39 +195,20 @@ def patroni_status(systemd):
     return systemd.http_json('http://127.0.0.1:8008/patroni') or {}
 
 
-def test_start_and_reload_back_to_back_never_kill_patched_patroni(harness):
-    try:
-        start_and_reload(harness)
-    finally:
-        harness.systemctl('stop', 'patroni.service')
-
-
-def start_and_reload(harness):
-    node = harness.patched
-    survived = 0
-    for trial in range(TRIALS):
-        node.write(tags={'trial': 'before'})
-        start = harness.systemctl('start', 'patroni.service')
-        node.write(tags={'trial': str(trial)})
-        reload = harness.systemctl('reload', 'patroni.service')
-        assert start.returncode == 0 and reload.returncode == 0, (trial, start.stderr, reload.stderr, node.tail())
-        state = harness.show('patroni.service', 'ActiveState', 'SubState', 'MainPID', 'NRestarts')
-        wait_for(lambda: patroni_status(harness).get('tags') == {'trial': str(trial)}, 30,
-                 'trial {0}: reload applied ({1})\n{2}'.format(trial, patroni_status(harness), node.tail()))
-        wait_for(lambda: patroni_status(harness).get('state') == 'running', 60,
-                 'trial {0}: PostgreSQL running'.format(trial))
-        # the unit is "reloading" from RELOADING=1 until Patroni's READY=1 closes the reload
-        after = harness.wait_show('patroni.service', lambda s: s['ActiveState'] == 'active', 30,
-                                  'trial {0}: the reload closed by READY=1'.format(trial),
-                                  'ActiveState', 'SubState', 'MainPID', 'NRestarts')
-        assert state['ActiveState'] in ('active', 'reloading'), state
-        assert after['SubState'] == 'running' and after['NRestarts'] == '0', (trial, after, node.tail())
-        assert after['MainPID'] == state['MainPID'] != '0', (state, after)
-        survived += 1
-        stop = harness.systemctl('stop', 'patroni.service')
-        assert stop.returncode == 0, stop.stderr
-    assert survived == TRIALS
-    print('patched, Type=notify, start+reload: {0}/{1} alive'.format(survived, TRIALS))
+@pytest.mark.parametrize('cell', start_reload.CELLS, ids='-'.join)
+def test_start_and_reload_matrix(harness, cell):
+    """``systemctl start; systemctl reload`` back to back, {upstream, patched} x {Type=simple, Type=notify} x {plain,
+    early-sighup.conf}: the patched Patroni survives and applies the reload under Type=notify, and under Type=simple
+    only with the early block; a Type=simple unit without it kills either Patroni; an upstream Patroni under the
+    early block never applies the reload (tests/start_reload.py; N=30 a cell: bench/start_reload_matrix.py)."""
+    node = harness.patched if cell[0] == 'patched' else harness.upstream
+    if cell[0] not in harness.bootstrapped:
+        start_reload.bootstrap(harness, cell[0], lambda: patroni_status(harness))
+        harness.bootstrapped.add(cell[0])
+    outcomes = [start_reload.trial(harness, cell, node.log, lambda: patroni_status(harness),
+                                   lambda: end_postgres(harness, node)) for _ in range(TRIALS)]
+    print(start_reload.summary(cell, outcomes))
+    start_reload.check(cell, outcomes)
 
 
 def test_start_and_reload_of_a_new_node(harness):
@@ -271,30 +239,6 @@ def test_start_and_reload_of_a_new_node(harness):
     assert skipped >= 1, 'no reload landed during initdb in {0} trials: the test proves nothing'.format(FRESH_TRIALS)
     print('patched, start+reload of a new node: {0}/{0} bootstrapped, no restart; {1} reloads landed during initdb'
           .format(FRESH_TRIALS, skipped))
-
-
-def test_control_upstream_type_simple_is_killed_by_the_same_harness(harness):
-    """Upstream 4.1.5 (no python-systemd) in a Type=simple unit: the reload's SIGHUP lands before its handler."""
-    killed = 0
-    for trial in range(TRIALS):
-        assert harness.systemctl('start', 'patroni-upstream.service').returncode == 0
-        assert harness.systemctl('reload', 'patroni-upstream.service').returncode == 0
-
-        def settled():
-            state = harness.show('patroni-upstream.service', 'ActiveState', 'ExecMainCode', 'ExecMainStatus',
-                                 'Result')
-            if state['ActiveState'] in ('inactive', 'failed'):
-                return state
-            return state if patroni_status(harness).get('patroni') else None
-        state = wait_for(settled, 60, 'trial {0}: upstream either dead or serving its REST API'.format(trial))
-        if state['ActiveState'] in ('inactive', 'failed'):
-            # killed by SIGHUP (code 2 = killed, status 1 = SIGHUP), and systemd calls that a clean exit
-            assert (state['ExecMainCode'], state['ExecMainStatus'], state['Result']) == ('2', '1', 'success'), state
-            killed += 1
-        else:
-            assert harness.systemctl('stop', 'patroni-upstream.service').returncode == 0
-    assert killed >= TRIALS // 2, 'the harness no longer sees the bug: {0}/{1} killed'.format(killed, TRIALS)
-    print('upstream 4.1.5, Type=simple, start+reload: {0}/{1} killed'.format(killed, TRIALS))
 
 
 def test_status_and_stop(harness):

@@ -1,0 +1,58 @@
+#!/bin/bash
+# Upstream's own checks on upstream's master, without and with the series: the record docs/upstreaming.md quotes.
+#
+#   bench/upstream_suite.sh UPSTREAM [REF] [PYTHON]
+#
+# UPSTREAM: a clone of upstream Patroni (a work tree or a bare repository); REF: the commit (default HEAD); PYTHON:
+# the interpreter of the venv (default python3; e.g. ~/.pyenv/versions/3.6.15/bin/python for the oldest upstream
+# supports). In a temporary work tree of REF, with a venv of upstream's requirements.txt + requirements.dev.txt, it
+# runs upstream's flake8, isort and unit suite (pytest tests/) on REF alone, then applies patches/series with
+# `git am -3` (and patches/upstream-only/) and runs them again. It prints each check's result line and counts
+# PytestUnhandledThreadExceptionWarning (a thread of the series dying in a test). Nothing is written outside the
+# temporary directory, which is removed at the end; `make upstream-suite UPSTREAM=...` writes the output to
+# docs/results/upstream_suite.txt.
+set -euo pipefail
+UPSTREAM=${1:?usage: bench/upstream_suite.sh UPSTREAM [REF] [PYTHON]}
+REF=${2:-HEAD}
+PYTHON=${3:-python3}
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+T=${SDNOTIFY_STEP_TIMEOUT:-600}
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+git clone --quiet --no-checkout "$UPSTREAM" "$TMP/up"
+cd "$TMP/up"
+git -c advice.detachedHead=false checkout --quiet "$(git -C "$UPSTREAM" rev-parse "$REF")"
+git config user.name patroni-sdnotify && git config user.email patroni-sdnotify@localhost
+echo "upstream $(git log -1 --format='%H (%s)')"
+"$PYTHON" -m venv "$TMP/venv"
+PIP="timeout $T $TMP/venv/bin/pip install --quiet --disable-pip-version-check"
+$PIP -r requirements.txt -r requirements.dev.txt psycopg2-binary flake8 isort >/dev/null
+echo "python $("$TMP/venv/bin/python" -c 'import platform; print(platform.python_version())')"
+
+checks() {
+    local out
+    if "$TMP/venv/bin/python" -m flake8 --config tox.ini patroni tests >"$TMP/flake8" 2>&1; then
+        echo "  flake8: clean"
+    else
+        echo "  flake8: $(wc -l <"$TMP/flake8") findings"; head -5 "$TMP/flake8" | sed 's/^/    /'
+    fi
+    if "$TMP/venv/bin/python" -m isort --settings-path tox.ini --check-only patroni tests >"$TMP/isort" 2>&1; then
+        echo "  isort: clean"
+    else
+        echo "  isort: $(grep -c ERROR "$TMP/isort") files"
+    fi
+    out=$(timeout 1800 "$TMP/venv/bin/python" -m pytest tests -q -p no:cacheprovider 2>&1 || true)
+    echo "  pytest: $(printf '%s\n' "$out" | tail -1)"
+    echo "  PytestUnhandledThreadExceptionWarning: $(printf '%s\n' "$out" | grep -c 'PytestUnhandledThreadExceptionWarning' || true)"
+}
+
+echo "REF alone:"
+checks
+series=()
+while read -r p _; do
+    case "$p" in ''|'#'*) continue ;; esac
+    series+=("$HERE/patches/$p")
+done <"$HERE/patches/series"
+git am --quiet -3 "${series[@]}" "$HERE"/patches/upstream-only/*.patch
+echo "REF + patches/series (${#series[@]} patches) + patches/upstream-only:"
+checks
