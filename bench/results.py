@@ -24,7 +24,7 @@ BENCHES: Dict[str, List[str]] = {
     'sighup_window': [PYTHON, 'bench/sighup_window.py', '--patched', '.venv/bin/patroni',
                       '--upstream', '.venv-upstream/bin/patroni', '--trials', '30'],
     'reload_latency': [PYTHON, 'bench/reload_latency.py', '--upstream', '.venv-upstream/bin/patroni',
-                       '--reloads', '50'],
+                       '--reloads', '100'],
     'notify_reload': [PYTHON, 'bench/notify_reload.py', '--reloads', '50'],
     'early_sighup_start': [PYTHON, 'bench/early_sighup_start.py', '--upstream', '.venv-upstream/bin/patroni',
                            '--trials', '10'],

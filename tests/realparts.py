@@ -256,9 +256,10 @@ class Patroni(object):
         self.log_path = os.path.join(self.dir, 'patroni.log')
         self.write_config()
 
-    def write_config(self, tags: Optional[Dict[str, Any]] = None) -> None:
-        """(Re)write the configuration file, atomically."""
+    def write_config(self, tags: Optional[Dict[str, Any]] = None, parameters: Optional[Dict[str, Any]] = None) -> None:
+        """(Re)write the configuration file, atomically; *parameters* are added to PostgreSQL's."""
         config = patroni_config(self.dir, self.scope, self.name, self.etcd.port, self.api_port, self.pg_port, tags)
+        config['postgresql']['parameters'].update(parameters or {})
         for key, value in self.extra.items():
             config[key] = dict(config.get(key) or {}, **value) if isinstance(value, dict) else value
         self.config_path = write_config(self.workdir, os.path.join(self.dir, 'patroni.yml'), config)
