@@ -392,8 +392,9 @@ def etcd_unit(etcd: str, data_dir: str, log: str) -> str:
 
 def host_dropin() -> str:
     """For a harness with a root: the service runs in the machine's / (its Python, PostgreSQL and etcd), with API
-    file systems and a /run of its own; systemd makes its notification socket reachable there."""
-    return '[Service]\nRootDirectory=/host\nMountAPIVFS=yes\n'
+    file systems and a /run of its own; systemd makes its notification socket reachable there. Conditions on paths
+    are reset: systemd checks them in its own root, where the machine's files are under /host."""
+    return '[Unit]\nConditionPathExists=\n\n[Service]\nRootDirectory=/host\nMountAPIVFS=yes\n'
 
 
 def owned_by_postgres(path: str) -> str:
