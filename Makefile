@@ -29,7 +29,7 @@ test: deps
 demo: deps
 	timeout $(STEP_TIMEOUT) $(VENV)/bin/python tests/demo.py
 
-# every benchmark, upstream and patched side by side; rewrites docs/results.md and docs/startup-timeline.png (~35 min)
+# every benchmark, upstream and patched side by side; rewrites docs/results.md and docs/startup-timeline.png (~55 min)
 results: deps
 	$(PIP) -r bench/requirements.txt
 	$(VENV)/bin/python bench/results.py

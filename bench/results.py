@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Run every benchmark and write docs/results.md (and docs/startup-timeline.png) from bench/results.md.in.
 
-One command regenerates the page: ``make results`` (about 35 minutes; the two reload benchmarks spend most of it
-waiting for random points of a 10 s HA loop). Each benchmark's output is kept in docs/results/<name>.txt, so
-``--only NAME`` reruns one and renders the page again with the others' last outputs. A benchmark that fails stops
-the run with one line, and the page is left as it was.
+One command regenerates the page: ``make results`` (about 55 minutes; the reload benchmarks spend most of it waiting
+for random points of a 10 s HA loop, the start+reload matrix in its 240 trials). Each benchmark's output is kept in
+docs/results/<name>.txt, so ``--only NAME`` reruns one and renders the page again with the others' last outputs. A
+benchmark that fails stops the run with one line, and the page is left as it was.
 
 Usage (as root, after `make install deps`): .venv/bin/python bench/results.py [--only NAME ...]
 """
