@@ -39,7 +39,7 @@ CGROUP_PREFIX = 'sdnotify-'
 # systemd-run put us in (found from /proc/self/cgroup): our unshare goes to supervisor/, its child to payload/.
 # umask 022 here and in the inner scripts: the test process may have Patroni's 077 (importing patroni.file_perm sets
 # it), and a /run/systemd made 0700 by the inner script kept services' users from connecting to journald: systemd
-# connects their stdout with their uid, "Permission denied", and the service hung without its log.
+# connects their stdout with their uid, "Permission denied", and their start never ended.
 OUTER = """set -e
 umask 022
 P=$(sed -n 's/^0:://p' /proc/self/cgroup)
