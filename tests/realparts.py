@@ -73,6 +73,17 @@ def owner_gone(tag: str) -> bool:
     return process_start(int(pid)) != start
 
 
+def read_from(path: str, offset: int = 0) -> str:
+    """The text of the file *path* from byte *offset* on (a log: what was written since ``os.path.getsize``);
+    ``''`` if there is no such file."""
+    try:
+        with open(path, 'rb') as f:
+            f.seek(offset)
+            return f.read().decode(errors='replace')
+    except FileNotFoundError:
+        return ''
+
+
 def sighup_safe(pid: int) -> bool:
     """Whether a SIGHUP to *pid* is no longer fatal: blocked (SigBlk) or handled (SigCgt), per /proc/PID/status."""
     try:

@@ -18,7 +18,7 @@ import os
 
 from typing import Dict, List, Optional, Tuple
 
-from realparts import BIN, PYTHON_SYSTEMD, ROOT, wait_for
+from realparts import BIN, PYTHON_SYSTEMD, read_from, ROOT, wait_for
 from systemd_harness import log_dropin, Systemd, unit_for_test
 
 UNITS = os.path.join(ROOT, 'extras', 'startup_scripts')
@@ -91,11 +91,6 @@ def trial(systemd: Systemd, cell: Cell, log: str, patroni_status, end_postgres) 
     try:
         assert start.returncode == 0, (cell, start.stderr)
 
-        def reloaded() -> bool:
-            with open(log, errors='replace') as f:
-                f.seek(offset)
-                return RELOADED in f.read()
-
         def settled() -> Optional[str]:
             state = systemd.show(unit, 'ActiveState', 'ExecMainCode', 'ExecMainStatus', 'Result', 'MainPID',
                                  'NRestarts')
@@ -106,7 +101,7 @@ def trial(systemd: Systemd, cell: Cell, log: str, patroni_status, end_postgres) 
             if not patroni_status().get('patroni'):
                 return None
             assert state['NRestarts'] == '0' and state['MainPID'] == first != '0', (cell, first, state)
-            if reloaded():
+            if RELOADED in read_from(log, offset):
                 return 'applied'
             return 'lost' if sighup_pending_and_blocked(systemd, state['MainPID']) else None
         outcome = wait_for(settled, 60, '{0}: killed, reload applied, or its SIGHUP held'.format(unit))

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from realparts import BIN, ETCD, patroni_config, wait_for, Workdir, write_config
+from realparts import BIN, ETCD, patroni_config, read_from, wait_for, Workdir, write_config
 from systemd_harness import etcd_unit, owned_by_postgres, Systemd, unit_for_test
 from test_systemd_units import shipped
 
@@ -110,10 +110,9 @@ class Cluster(object):
         self.systemd.run('kill', '-KILL', *pids)
         wait_for(lambda: self.systemd.run('kill', '-0', postmaster).returncode != 0, 10, 'the postmaster killed')
 
-    def log(self, name):
+    def log_path(self, name):
         """The Patroni (and PostgreSQL) log of member *name*."""
-        with open(os.path.join(self.workdir.path, name, 'patroni.log'), errors='replace') as f:
-            return f.read()
+        return os.path.join(self.workdir.path, name, 'patroni.log')
 
     def diagnostics(self):
         out = self.systemd.systemctl('status', 'patroni@*').stdout
@@ -198,7 +197,7 @@ def test_cluster_operations_never_disturb_the_units(cluster):
     leader = next(n for n, (role, _) in members.items() if role == 'leader')
     cluster.settled(leader, [n for n in NODES if n != leader])
     cluster.check_units(pids, {leader: LEADER, 'node3': follower(leader)})
-    log = cluster.log('node3')
+    log = read_from(cluster.log_path('node3'))
     assert 'running pg_rewind from' in log and 'pg_rewind exit code=0' in log, log[-3000:]
     for port in (5433 + NODES.index(leader), 5435):  # what only the old leader had is gone from it, too
         assert cluster.sql(port, "SELECT to_regclass('diverged') IS NULL") == 't'
@@ -209,17 +208,17 @@ def test_cluster_operations_never_disturb_the_units(cluster):
     # a reload of a member while a switchover to it is under way: sent once the old leader's PostgreSQL shuts down
     # for the switchover, and applied (the time of its log line) before the candidate promoted itself, which
     # pre_promote holds back a second
-    offsets = {name: len(cluster.log(name)) for name in ('node2', 'node3')}
+    offsets = {name: os.path.getsize(cluster.log_path(name)) for name in ('node2', 'node3')}
     switchover = cluster.patronictl('switchover', SCOPE, '--primary', 'node3', '--candidate', 'node2', '--force',
                                     wait=False)
-    wait_for(lambda: 'received fast shutdown request' in cluster.log('node3')[offsets['node3']:], 60,
+    wait_for(lambda: 'received fast shutdown request' in read_from(cluster.log_path('node3'), offsets['node3']), 60,
              'the old leader shutting down for the switchover')
     reload = cluster.systemd.systemctl('reload', cluster.unit('node2'))
     assert reload.returncode == 0, reload.stderr
     assert switchover.wait(180) == 0, switchover.stdout.read()
     cluster.settled('node2', ['node1', 'node3'])
     wait_for(lambda: cluster.show('node2', 'ActiveState')['ActiveState'] == 'active', 30, 'the reload to finish')
-    log = cluster.log('node2')[offsets['node2']:]
+    log = read_from(cluster.log_path('node2'), offsets['node2'])
     applied, promoted = (line_time(log, 'No local configuration items changed.'),
                          line_time(log, 'promoted self to leader by acquiring session lock'))
     assert applied is not None and promoted is not None and applied < promoted, (applied, promoted, log[-3000:])

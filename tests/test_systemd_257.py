@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from realparts import BIN, ETCD, PYTHON_SYSTEMD, ROOT, wait_for, Workdir
+from realparts import BIN, ETCD, PYTHON_SYSTEMD, read_from, ROOT, wait_for, Workdir
 from systemd_harness import etcd_unit, host_dropin, log_dropin, Systemd, unit_for_test
 from test_systemd_units import Node, patroni_status, shipped
 
@@ -116,13 +116,9 @@ def test_reload_is_prompt_and_upstream_is_not(tier):
             wait_for(lambda: patroni_status(tier).get('state') == 'running', 120, unit + ' running\n' + node.tail())
             blocked[unit] = []
             for i in range(3):
-                with open(node.log) as f:
-                    offset = len(f.read())
-
-                def cycle_ended():
-                    with open(node.log) as f:
-                        return CYCLE in f.read()[offset:]
-                wait_for(cycle_ended, 30, unit + ': an HA cycle ending\n' + node.tail())
+                offset = os.path.getsize(node.log)
+                wait_for(lambda: CYCLE in read_from(node.log, offset), 30,
+                         unit + ': an HA cycle ending\n' + node.tail())
                 node.write(tags={'reload': str(i)})
                 started = time.monotonic()
                 reload = tier.systemctl('reload', unit, timeout=RELOAD_BOUND)

@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from realparts import BIN, ETCD, patroni_config, wait_for, Workdir, write_config
+from realparts import BIN, ETCD, patroni_config, read_from, wait_for, Workdir, write_config
 import start_reload
 from start_reload import shipped
 from systemd_harness import etcd_unit, log_dropin, owned_by_postgres, Systemd, unit_for_test
@@ -232,9 +232,8 @@ def test_start_and_reload_of_a_new_node(harness):
             assert state == {'ActiveState': 'active', 'NRestarts': '0'}, (trial, state, node.tail())
         finally:
             harness.systemctl('stop', 'patroni.service')
-    with open(node.log) as f:
-        f.seek(offset)
-        skipped = f.read().count('Skipping PostgreSQL configuration update while the data directory is being created')
+    skipped = read_from(node.log, offset).count(
+        'Skipping PostgreSQL configuration update while the data directory is being created')
     # the race is real only if some reloads landed during initdb: they must have been applied without the files
     assert skipped >= 1, 'no reload landed during initdb in {0} trials: the test proves nothing'.format(FRESH_TRIALS)
     print('patched, start+reload of a new node: {0}/{0} bootstrapped, no restart; {1} reloads landed during initdb'
