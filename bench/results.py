@@ -26,6 +26,7 @@ BENCHES: Dict[str, List[str]] = {
     'reload_latency': [PYTHON, 'bench/reload_latency.py', '--upstream', '.venv-upstream/bin/patroni',
                        '--reloads', '100'],
     'notify_reload': [PYTHON, 'bench/notify_reload.py', '--reloads', '50'],
+    'reload_wait': [PYTHON, 'bench/reload_wait.py', '--upstream', '.venv-upstream/bin/patroni', '--reloads', '30'],
     'early_sighup_start': [PYTHON, 'bench/early_sighup_start.py', '--upstream', '.venv-upstream/bin/patroni',
                            '--trials', '10'],
     'start_reload_matrix': [PYTHON, 'bench/start_reload_matrix.py', '--trials', '30'],

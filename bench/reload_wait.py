@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""How long a caller waits to know a reload is applied, upstream Patroni and the patched one side by side in one run.
+
+Both run as postgres with PostgreSQL 15 and one etcd 3.4 on loopback (tests/realparts.py), at loop_wait 10. Each
+round rewrites both nodes' configuration (a new tag and a new work_mem), waits a random pause (the phase of the HA
+loop's nap the request lands in), then asks each node to reload the way a script would, and times until the script
+knows the new configuration is in effect:
+
+* patched: one ``POST /reload`` with ``{"timeout": 30}``: the time until its answer ``applied`` (checked: the new
+  work_mem is then in PostgreSQL, on a new connection);
+* upstream: ``POST /reload`` (answered at once, "reload scheduled"), then polling ``GET /patroni`` every 50 ms until
+  the new tag shows, what callers do today instead of sleeping loop_wait (the new work_mem is then checked too).
+
+Then a storm on each node: 1,000 SIGHUPs within a second and a caller every 10 ms of it (100 in all) asking for a
+reload (patched: and waiting for it); counted: reloads done (log lines of a reload with nothing to change), callers
+answered, and ``GET /patroni`` latency, polled every 100 ms during the storm.
+
+Usage (as root): .venv/bin/python bench/reload_wait.py --upstream .venv-upstream/bin/patroni [--reloads 30]
+"""
+
+import argparse
+import json
+import os
+import random
+import signal
+import statistics
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+from typing import Any, Dict, List, Optional, Tuple
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'tests'))
+
+from realparts import BIN, Etcd, Patroni, read_from, wait_for, Workdir  # noqa: E402
+
+SLOW_LOOP = {'bootstrap': {'dcs': {'ttl': 30, 'loop_wait': 10, 'retry_timeout': 10}}}
+NO_CHANGE = 'No local configuration items changed.'
+
+
+def summary(values: List[float], scale: float = 1) -> str:
+    """min / p50 / p95 / max of *values* (seconds), times *scale* (1000: milliseconds)."""
+    values = sorted(v * scale for v in values)
+    p95 = values[min(len(values) - 1, int(round(0.95 * (len(values) - 1))))]
+    fields = (values[0], statistics.median(values), p95, values[-1], len(values))
+    return 'min {0:8.2f}  p50 {1:8.2f}  p95 {2:8.2f}  max {3:8.2f}  (n={4})'.format(*fields)
+
+
+def post_reload(node: Patroni, body: Optional[Dict[str, Any]], timeout: float = 60) -> Tuple[int, str]:
+    """POST /reload; (HTTP status, body)."""
+    data = json.dumps(body).encode() if body is not None else None
+    try:
+        with urllib.request.urlopen(urllib.request.Request(node.api + '/reload', data=data, method='POST'),
+                                    timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def work_mem(node: Patroni) -> str:
+    """work_mem in PostgreSQL, on a new connection."""
+    import psycopg2
+    with psycopg2.connect(host='127.0.0.1', port=node.pg_port, user='postgres', dbname='postgres') as conn:
+        with conn.cursor() as cur:
+            cur.execute("SELECT current_setting('work_mem')")
+            return cur.fetchone()[0]
+
+
+def reload_and_know(name: str, node: Patroni, round_: int) -> float:
+    """Ask *node* to reload and return the seconds until the caller knows the new configuration is in effect."""
+    start = time.monotonic()
+    if name == 'patched':
+        status, text = post_reload(node, {'timeout': 30})
+        assert status == 200 and json.loads(text)['reload'] == 'applied', (status, text)
+    else:
+        assert post_reload(node, None)[0] == 202
+        wait_for(lambda: node.status().get('tags') == {'round': str(round_)}, 30, 'round applied', interval=0.05)
+    elapsed = time.monotonic() - start
+    assert node.status().get('tags') == {'round': str(round_)} and work_mem(node) == '{0}MB'.format(4 + round_)
+    return elapsed
+
+
+def storm(name: str, node: Patroni) -> str:
+    """1,000 SIGHUPs in a second and 100 callers; one line of what happened."""
+    assert node.proc
+    offset = os.path.getsize(node.log_path)
+    answers: List[int] = []
+    latencies: List[float] = []
+    done = threading.Event()
+
+    def caller() -> None:
+        answers.append(post_reload(node, {'timeout': 60} if name == 'patched' else None, timeout=90)[0])
+
+    def watcher() -> None:
+        while not done.is_set():
+            start = time.monotonic()
+            latencies.append(time.monotonic() - start if node.status() else float('inf'))
+            done.wait(0.1)  # the watcher's pace, not a synchronisation
+
+    callers = [threading.Thread(target=caller) for _ in range(100)]
+    watching = threading.Thread(target=watcher)
+    watching.start()
+    start = time.monotonic()
+    for i in range(1000):
+        delay = start + i / 1000.0 - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)  # the storm's pace (1 ms apart), not a synchronisation
+        node.proc.send_signal(signal.SIGHUP)
+        if i % 10 == 0:
+            callers[i // 10].start()
+    for thread in callers:
+        thread.join(120)
+    took = time.monotonic() - start
+    done.set()
+    watching.join(10)
+    # upstream applies the storm's reloads after its nap: wait for the flag to be taken
+    wait_for(lambda: NO_CHANGE in read_from(node.log_path, offset), 30, name + ' reloading after the storm')
+    alive = node.proc.poll() is None
+    return '{0:8}: {1:3d} reloads, {2}/100 callers answered {3} in {4:.2f} s, alive: {5}; GET /patroni, ms: {6}'.format(
+        name, read_from(node.log_path, offset).count(NO_CHANGE), answers.count(200 if name == 'patched' else 202),
+        '200 applied' if name == 'patched' else '202 scheduled', took, alive, summary(latencies, 1000))
+
+
+def main() -> int:
+    """Run the rounds and print the distributions."""
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--upstream', required=True, help='the upstream patroni executable')
+    parser.add_argument('--patched', default=os.path.join(BIN, 'patroni'))
+    parser.add_argument('--reloads', type=int, default=30)
+    parser.add_argument('--seed', type=int, default=1)
+    args = parser.parse_args()
+    random.seed(args.seed)
+    workdir = Workdir()
+    etcd = Etcd(workdir.path)
+    nodes: Dict[str, Patroni] = {}
+    try:
+        for name, executable in (('upstream', args.upstream), ('patched', args.patched)):
+            nodes[name] = Patroni(workdir, etcd, 'bench-' + name, extra=SLOW_LOOP,
+                                  executable=os.path.abspath(executable))
+            nodes[name].start(None)
+        for node in nodes.values():
+            node.wait_running(120)
+        known: Dict[str, List[float]] = {name: [] for name in nodes}
+        for i in range(args.reloads):
+            for node in nodes.values():
+                node.write_config(tags={'round': str(i)}, parameters={'work_mem': '{0}MB'.format(4 + i)})
+            time.sleep(random.uniform(0, 10))  # the phase of the nap the request lands in: the input
+            for name in random.sample(list(nodes), 2):  # neither always first
+                known[name].append(reload_and_know(name, nodes[name], i))
+        print('reload -> the caller knows the new configuration is in effect, loop_wait 10, {0} reloads each'.format(
+            args.reloads))
+        print('  patched: POST /reload {"timeout": 30} until its answer; upstream: POST /reload, then GET /patroni '
+              'every 50 ms')
+        for name in nodes:
+            print('{0:8}, s: {1}'.format(name, summary(known[name])))
+        print('storm: 1,000 SIGHUPs in a second, and a POST /reload every 10 ms of it (patched: waiting, timeout 60)')
+        for name, node in nodes.items():
+            print(storm(name, node))
+    finally:
+        for node in nodes.values():
+            if node.proc:
+                node.stop()
+        etcd.stop()
+        workdir.cleanup()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""``POST /reload`` with ``{"timeout": ...}`` and ``patronictl reload --wait`` against the real patched Patroni,
+PostgreSQL 15 and etcd 3.4 on loopback (series 0012).
+
+The claims: the answer comes once the new configuration is in effect (in ``GET /patroni`` and in PostgreSQL), says
+when a parameter needs a restart, and says why a reload failed; a reload that cannot end in time is answered with a
+clear error when the caller's timeout runs out; a storm of SIGHUPs and waiting callers is coalesced, every caller is
+answered and Patroni stays responsive. loop_wait is 10 s, so an answer that waited for the next cycle would show.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import psycopg2
+import pytest
+
+from realparts import BIN, Etcd, Patroni, read_from, wait_for, Workdir, write_config
+
+pytestmark = pytest.mark.slow
+
+SLOW_LOOP = {'bootstrap': {'dcs': {'ttl': 30, 'loop_wait': 10, 'retry_timeout': 10}}}
+NO_CHANGE = 'No local configuration items changed.'
+CYCLE = 'no action. I am (node1), the leader with the lock'
+
+
+@pytest.fixture(scope='module')
+def node():
+    workdir = Workdir()
+    etcd = Etcd(workdir.path)
+    n = Patroni(workdir, etcd, 'reload-wait', extra=SLOW_LOOP)
+    n.start(None)
+    n.wait_running()
+    yield n
+    n.kill()
+    etcd.stop()
+    workdir.cleanup()
+
+
+def post_reload(n, body=None, timeout=60):
+    """POST /reload; returns (HTTP status, the decoded JSON answer or the text, seconds it took)."""
+    data = json.dumps(body).encode() if body is not None else None
+    start = time.monotonic()
+    try:
+        with urllib.request.urlopen(urllib.request.Request(n.api + '/reload', data=data, method='POST'),
+                                    timeout=timeout) as r:
+            status, text = r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        status, text = e.code, e.read().decode()
+    elapsed = time.monotonic() - start
+    try:
+        return status, json.loads(text), elapsed
+    except ValueError:
+        return status, text, elapsed
+
+
+def setting(n, name):
+    """The value of *name* in PostgreSQL, on a new connection."""
+    with psycopg2.connect(host='127.0.0.1', port=n.pg_port, user='postgres', dbname='postgres') as conn:
+        with conn.cursor() as cur:
+            cur.execute('SELECT current_setting(%s)', (name,))
+            return cur.fetchone()[0]
+
+
+def patronictl(n, *args):
+    # a configuration of its own: the node's file is broken on purpose in one test
+    config = write_config(n.workdir, os.path.join(n.dir, 'patronictl.yml'),
+                          {'etcd3': {'hosts': '127.0.0.1:{0}'.format(n.etcd.port)}})
+    return subprocess.run([os.path.join(BIN, 'patronictl'), '-c', config, 'reload', n.scope, n.name,
+                           '--force'] + list(args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True, timeout=120)
+
+
+def test_answer_comes_with_the_new_configuration_in_effect(node):
+    for i, work_mem in enumerate(('5MB', '6MB', '7MB')):
+        node.write_config(tags={'round': str(i)}, parameters={'work_mem': work_mem})
+        status, answer, elapsed = post_reload(node, {'timeout': 30})
+        assert (status, answer) == (200, {'reload': 'applied', 'pending_restart': False}), node.log()[-2000:]
+        assert node.status().get('tags') == {'round': str(i)}
+        assert setting(node, 'work_mem') == work_mem
+        assert elapsed < 5, 'answered after {0:.1f} s: the next cycle (loop_wait 10) was waited for'.format(elapsed)
+    # a parameter that needs a restart: applied, and the answer says what waits for the restart
+    node.write_config(parameters={'shared_buffers': '32MB'})
+    status, answer, _ = post_reload(node, {'timeout': 30})
+    assert status == 200 and answer['reload'] == 'applied' and answer['pending_restart'] is True, answer
+    assert answer['pending_restart_reason'] == {'shared_buffers': {'old_value': '16MB', 'new_value': '32MB'}}
+    node.write_config()
+    assert post_reload(node, {'timeout': 30})[:2] == (200, {'reload': 'applied', 'pending_restart': False})
+    # the default request and answer are the ones they always were
+    assert post_reload(node)[:2] == (202, 'reload scheduled')
+
+
+def test_patronictl_reload_wait(node):
+    node.write_config(tags={'by': 'patronictl'})
+    result = patronictl(node, '--wait')
+    assert result.returncode == 0, result.stdout
+    assert 'Success: reload applied on member {0}'.format(node.name) in result.stdout
+    assert node.status().get('tags') == {'by': 'patronictl'}
+    result = patronictl(node, '--timeout', '10')
+    assert result.returncode == 1 and '--timeout only goes with --wait' in result.stdout, result.stdout
+
+
+def test_a_broken_configuration_file_is_answered_as_a_failure(node):
+    node.write_config(tags={'config': 'good'})
+    assert post_reload(node, {'timeout': 30})[1]['reload'] == 'applied'
+    with open(node.config_path, 'w') as f:
+        f.write('scope: [broken\n')
+    status, answer, _ = post_reload(node, {'timeout': 30})
+    assert status == 503 and answer['reload'] == 'failed', answer
+    assert node.config_path in answer['error'] and 'while parsing' in answer['error'], answer
+    assert node.status().get('tags') == {'config': 'good'}, 'the previous configuration stays in effect'
+    result = patronictl(node, '--wait')
+    assert result.returncode == 1, result.stdout
+    assert 'Failed: reload for member {0} failed: '.format(node.name) in result.stdout, result.stdout
+    assert 'reload not applied on: {0}'.format(node.name) in result.stdout, result.stdout
+    node.write_config(tags={'config': 'fixed'})
+    assert post_reload(node, {'timeout': 30})[:2] == (200, {'reload': 'applied', 'pending_restart': False})
+    assert node.status().get('tags') == {'config': 'fixed'}
+
+
+def test_a_reload_that_cannot_end_in_time_is_answered_when_the_timeout_runs_out(node):
+    """The HA loop is held in a cycle by a DCS that does not answer (etcd stopped, retry_timeout 10 s): a reload
+    requested meanwhile waits for that cycle to end."""
+    # right after a steady-state cycle the loop naps (loop_wait 10 s) and needs no DCS until its next cycle
+    seen = node.log().count(CYCLE)
+    wait_for(lambda: node.log().count(CYCLE) > seen, 30, 'a steady-state cycle')
+    offset = os.path.getsize(node.log_path)
+    os.kill(node.etcd.proc.pid, signal.SIGSTOP)
+    try:
+        # this reload runs at once, then the loop goes on to a cycle that hangs on etcd
+        assert post_reload(node)[0] == 202
+        wait_for(lambda: NO_CHANGE in read_from(node.log_path, offset), 10, 'the reload before the hung cycle')
+        status, answer, elapsed = post_reload(node, {'timeout': 1})
+        assert (status, answer) == (503, {'reload': 'scheduled', 'error': 'not over after 1 s'})
+        assert 1 <= elapsed < 5, elapsed
+        assert node.status(), 'the REST API answers meanwhile'
+    finally:
+        os.kill(node.etcd.proc.pid, signal.SIGCONT)
+    # positive control: the same request with room to wait is applied
+    status, answer, _ = post_reload(node, {'timeout': 60})
+    assert (status, answer) == (200, {'reload': 'applied', 'pending_restart': False}), node.log()[-2000:]
+    node.wait_running()
+
+
+def test_a_storm_of_sighups_and_waiting_callers_is_coalesced(node):
+    """1,000 SIGHUPs within a second and 100 callers waiting on POST /reload at the same time."""
+    node.write_config(tags={'storm': 'on'})
+    offset = os.path.getsize(node.log_path)
+    answers, latencies = [], []
+    done = threading.Event()
+
+    def caller():
+        answers.append(post_reload(node, {'timeout': 60}, timeout=90)[:2])
+
+    def watcher():
+        while not done.is_set():
+            start = time.monotonic()
+            status = node.status()
+            latencies.append(time.monotonic() - start if status else float('inf'))
+            done.wait(0.1)  # the watcher's pace, not a synchronisation
+
+    callers = [threading.Thread(target=caller) for _ in range(100)]
+    watching = threading.Thread(target=watcher)
+    watching.start()
+    start = time.monotonic()
+    for i in range(1000):
+        delay = start + i / 1000.0 - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)  # the storm's pace (1 ms apart), not a synchronisation
+        node.proc.send_signal(signal.SIGHUP)
+        if i % 10 == 0:
+            callers[i // 10].start()
+    for thread in callers:
+        thread.join(120)
+    storm = time.monotonic() - start
+    done.set()
+    watching.join(10)
+    assert node.proc.poll() is None, node.log()[-3000:]
+    assert answers == [(200, {'reload': 'applied', 'pending_restart': False})] * 100, answers
+    assert node.status().get('tags') == {'storm': 'on'}
+    reloads = read_from(node.log_path, offset).count(NO_CHANGE) + 1  # the first one changed the tags
+    assert reloads < 200, '{0} reloads for 1,100 requests: not coalesced'.format(reloads)
+    print('storm: {0} reloads for 1,000 SIGHUPs + 100 waiting POSTs in {1:.2f} s; GET /patroni: {2}'.format(
+        reloads, storm, ' '.join('{0:.3f}'.format(t) for t in latencies)))
+    assert latencies and max(latencies) < 5, 'GET /patroni during the storm: {0}'.format(latencies)
+    # nothing is left hanging: a reload after the storm is answered at once
+    assert post_reload(node, {'timeout': 30})[:2] == (200, {'reload': 'applied', 'pending_restart': False})
+    assert node.stop() == 0
