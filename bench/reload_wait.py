@@ -19,22 +19,17 @@ Usage (as root): .venv/bin/python bench/reload_wait.py --upstream .venv-upstream
 """
 
 import argparse
-import json
 import os
 import random
-import signal
 import statistics
 import sys
-import threading
 import time
-import urllib.error
-import urllib.request
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Dict, List
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'tests'))
 
-from realparts import BIN, Etcd, Patroni, read_from, wait_for, Workdir  # noqa: E402
+from realparts import BIN, Etcd, Patroni, post_reload, read_from, reload_storm, wait_for, Workdir  # noqa: E402
 
 SLOW_LOOP = {'bootstrap': {'dcs': {'ttl': 30, 'loop_wait': 10, 'retry_timeout': 10}}}
 NO_CHANGE = 'No local configuration items changed.'
@@ -46,17 +41,6 @@ def summary(values: List[float], scale: float = 1) -> str:
     p95 = values[min(len(values) - 1, int(round(0.95 * (len(values) - 1))))]
     fields = (values[0], statistics.median(values), p95, values[-1], len(values))
     return 'min {0:8.2f}  p50 {1:8.2f}  p95 {2:8.2f}  max {3:8.2f}  (n={4})'.format(*fields)
-
-
-def post_reload(node: Patroni, body: Optional[Dict[str, Any]], timeout: float = 60) -> Tuple[int, str]:
-    """POST /reload; (HTTP status, body)."""
-    data = json.dumps(body).encode() if body is not None else None
-    try:
-        with urllib.request.urlopen(urllib.request.Request(node.api + '/reload', data=data, method='POST'),
-                                    timeout=timeout) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
 
 
 def work_mem(node: Patroni) -> str:
@@ -72,8 +56,8 @@ def reload_and_know(name: str, node: Patroni, round_: int) -> float:
     """Ask *node* to reload and return the seconds until the caller knows the new configuration is in effect."""
     start = time.monotonic()
     if name == 'patched':
-        status, text = post_reload(node, {'timeout': 30})
-        assert status == 200 and json.loads(text)['reload'] == 'applied', (status, text)
+        status, answer, _ = post_reload(node, {'timeout': 30})
+        assert status == 200 and answer['reload'] == 'applied', (status, answer)
     else:
         assert post_reload(node, None)[0] == 202
         wait_for(lambda: node.status().get('tags') == {'round': str(round_)}, 30, 'round applied', interval=0.05)
@@ -84,42 +68,14 @@ def reload_and_know(name: str, node: Patroni, round_: int) -> float:
 
 def storm(name: str, node: Patroni) -> str:
     """1,000 SIGHUPs in a second and 100 callers; one line of what happened."""
-    assert node.proc
     offset = os.path.getsize(node.log_path)
-    answers: List[int] = []
-    latencies: List[float] = []
-    done = threading.Event()
-
-    def caller() -> None:
-        answers.append(post_reload(node, {'timeout': 60} if name == 'patched' else None, timeout=90)[0])
-
-    def watcher() -> None:
-        while not done.is_set():
-            start = time.monotonic()
-            latencies.append(time.monotonic() - start if node.status() else float('inf'))
-            done.wait(0.1)  # the watcher's pace, not a synchronisation
-
-    callers = [threading.Thread(target=caller) for _ in range(100)]
-    watching = threading.Thread(target=watcher)
-    watching.start()
-    start = time.monotonic()
-    for i in range(1000):
-        delay = start + i / 1000.0 - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)  # the storm's pace (1 ms apart), not a synchronisation
-        node.proc.send_signal(signal.SIGHUP)
-        if i % 10 == 0:
-            callers[i // 10].start()
-    for thread in callers:
-        thread.join(120)
-    took = time.monotonic() - start
-    done.set()
-    watching.join(10)
+    answers, latencies, took = reload_storm(node, {'timeout': 60} if name == 'patched' else None)
     # upstream applies the storm's reloads after its nap: wait for the flag to be taken
     wait_for(lambda: NO_CHANGE in read_from(node.log_path, offset), 30, name + ' reloading after the storm')
-    alive = node.proc.poll() is None
+    alive = node.proc is not None and node.proc.poll() is None
+    expected = 200 if name == 'patched' else 202
     return '{0:8}: {1:3d} reloads, {2}/100 callers answered {3} in {4:.2f} s, alive: {5}; GET /patroni, ms: {6}'.format(
-        name, read_from(node.log_path, offset).count(NO_CHANGE), answers.count(200 if name == 'patched' else 202),
+        name, read_from(node.log_path, offset).count(NO_CHANGE), [a[0] for a in answers].count(expected),
         '200 applied' if name == 'patched' else '202 scheduled', took, alive, summary(latencies, 1000))
 
 

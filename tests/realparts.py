@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -334,3 +335,58 @@ class Patroni(object):
                 os.kill(pid, signal.SIGQUIT)
             except OSError:
                 pass
+
+
+def post_reload(node: 'Patroni', body: Optional[Dict[str, Any]] = None,
+                timeout: float = 60) -> Tuple[int, Any, float]:
+    """POST /reload to *node*; (HTTP status, the decoded JSON answer or the text, seconds it took)."""
+    data = json.dumps(body).encode() if body is not None else None
+    start = time.monotonic()
+    try:
+        with urllib.request.urlopen(urllib.request.Request(node.api + '/reload', data=data, method='POST'),
+                                    timeout=timeout) as r:
+            status, text = r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        status, text = e.code, e.read().decode()
+    elapsed = time.monotonic() - start
+    try:
+        return status, json.loads(text), elapsed
+    except ValueError:
+        return status, text, elapsed
+
+
+def reload_storm(node: 'Patroni', body: Optional[Dict[str, Any]]) -> Tuple[List[Tuple[int, Any]], List[float], float]:
+    """1,000 SIGHUPs to *node* within a second, and a POST /reload with *body* every 10 ms of it (100 callers),
+    while GET /patroni is polled every 100 ms. Returns each caller's (status, answer), the GET /patroni latencies
+    (seconds; ``inf``: no answer) and how long until every caller had its answer."""
+    assert node.proc
+    answers: List[Tuple[int, Any]] = []
+    latencies: List[float] = []
+    done = threading.Event()
+
+    def caller() -> None:
+        answers.append(post_reload(node, body, timeout=90)[:2])
+
+    def watcher() -> None:
+        while not done.is_set():
+            start = time.monotonic()
+            latencies.append(time.monotonic() - start if node.status() else float('inf'))
+            done.wait(0.1)  # the watcher's pace, not a synchronisation
+
+    callers = [threading.Thread(target=caller) for _ in range(100)]
+    watching = threading.Thread(target=watcher)
+    watching.start()
+    start = time.monotonic()
+    for i in range(1000):
+        delay = start + i / 1000.0 - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)  # the storm's pace (1 ms apart), not a synchronisation
+        node.proc.send_signal(signal.SIGHUP)
+        if i % 10 == 0:
+            callers[i // 10].start()
+    for thread in callers:
+        thread.join(120)
+    took = time.monotonic() - start
+    done.set()
+    watching.join(10)
+    return answers, latencies, took

@@ -7,19 +7,14 @@ clear error when the caller's timeout runs out; a storm of SIGHUPs and waiting c
 answered and Patroni stays responsive. loop_wait is 10 s, so an answer that waited for the next cycle would show.
 """
 
-import json
 import os
 import signal
 import subprocess
-import threading
-import time
-import urllib.error
-import urllib.request
 
 import psycopg2
 import pytest
 
-from realparts import BIN, Etcd, Patroni, read_from, wait_for, Workdir, write_config
+from realparts import BIN, Etcd, Patroni, post_reload, read_from, reload_storm, wait_for, Workdir, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -40,23 +35,6 @@ def node():
     n.kill()
     etcd.stop()
     workdir.cleanup()
-
-
-def post_reload(n, body=None, timeout=60):
-    """POST /reload; returns (HTTP status, the decoded JSON answer or the text, seconds it took)."""
-    data = json.dumps(body).encode() if body is not None else None
-    start = time.monotonic()
-    try:
-        with urllib.request.urlopen(urllib.request.Request(n.api + '/reload', data=data, method='POST'),
-                                    timeout=timeout) as r:
-            status, text = r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        status, text = e.code, e.read().decode()
-    elapsed = time.monotonic() - start
-    try:
-        return status, json.loads(text), elapsed
-    except ValueError:
-        return status, text, elapsed
 
 
 def setting(n, name):
@@ -120,7 +98,8 @@ def test_a_broken_configuration_file_is_answered_as_a_failure(node):
     assert 'Failed: reload for member {0} failed: '.format(node.name) in result.stdout, result.stdout
     assert 'reload not applied on: {0}'.format(node.name) in result.stdout, result.stdout
     node.write_config(tags={'config': 'fixed'})
-    assert post_reload(node, {'timeout': 30})[:2] == (200, APPLIED)
+    answer = post_reload(node, {'timeout': 30})[:2]
+    assert answer == (200, APPLIED), answer
     assert node.status().get('tags') == {'config': 'fixed'}
 
 
@@ -152,35 +131,7 @@ def test_a_storm_of_sighups_and_waiting_callers_is_coalesced(node):
     """1,000 SIGHUPs within a second and 100 callers waiting on POST /reload at the same time."""
     node.write_config(tags={'storm': 'on'})
     offset = os.path.getsize(node.log_path)
-    answers, latencies = [], []
-    done = threading.Event()
-
-    def caller():
-        answers.append(post_reload(node, {'timeout': 60}, timeout=90)[:2])
-
-    def watcher():
-        while not done.is_set():
-            start = time.monotonic()
-            status = node.status()
-            latencies.append(time.monotonic() - start if status else float('inf'))
-            done.wait(0.1)  # the watcher's pace, not a synchronisation
-
-    callers = [threading.Thread(target=caller) for _ in range(100)]
-    watching = threading.Thread(target=watcher)
-    watching.start()
-    start = time.monotonic()
-    for i in range(1000):
-        delay = start + i / 1000.0 - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)  # the storm's pace (1 ms apart), not a synchronisation
-        node.proc.send_signal(signal.SIGHUP)
-        if i % 10 == 0:
-            callers[i // 10].start()
-    for thread in callers:
-        thread.join(120)
-    storm = time.monotonic() - start
-    done.set()
-    watching.join(10)
+    answers, latencies, storm = reload_storm(node, {'timeout': 60})
     assert node.proc.poll() is None, node.log()[-3000:]
     assert answers == [(200, APPLIED)] * 100, answers
     assert node.status().get('tags') == {'storm': 'on'}
