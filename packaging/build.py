@@ -89,7 +89,7 @@ def patch_failure(output: str) -> Optional[str]:
     if not names or not fail:
         return None
     rejects = re.search(r'saving rejects to file (\S+?)(?:\.rej)?$', output, re.M)
-    files = re.findall(r'^(?:patching|checking) file (\S+)', output, re.M)
+    files = re.findall(r'^(?:patching|checking) file (\S+)', output[:fail.start()], re.M)
     where = rejects.group(1) if rejects else files[-1] if files else '?'
     return 'patches/{0} no longer applies: {1}: {2}'.format(names[-1], where, fail.group(0).strip().rstrip('.'))
 
