@@ -54,3 +54,8 @@ deb:
 
 rpm:
 	$(PYTHON) packaging/build.py rpm
+
+# the .deb where it runs (tests/test_deb.py): trixie booted with systemd 257 + journald, Debian's patroni 4.0.7 then
+# ours over it; slow (the build root, the proof root and the .deb, made once then cached), so not in `make test`
+test-deb: deps
+	$(VENV)/bin/python -m pytest tests/test_deb.py

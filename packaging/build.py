@@ -151,13 +151,13 @@ def build_depends(control: str) -> str:
     return ' '.join(field.group(1).split()).strip().rstrip(',')
 
 
-def in_root(script: str, out: str, timeout: int = STEP) -> 'subprocess.CompletedProcess[str]':
-    """Run *script* (sh -e) as root in the build root, *out* at /build; output merged."""
+def in_root(script: str, out: str, timeout: int = STEP, root: str = BUILD_ROOT) -> 'subprocess.CompletedProcess[str]':
+    """Run *script* (sh -e) as root in the build root (or *root*), *out* at /build; output merged."""
     os.makedirs(DEBS, exist_ok=True)
-    env = {'PATH': '/usr/sbin:/usr/bin:/sbin:/bin', 'BUILD_ROOT': BUILD_ROOT, 'DEBS': DEBS, 'OUT': out,
+    env = {'PATH': '/usr/sbin:/usr/bin:/sbin:/bin', 'BUILD_ROOT': root, 'DEBS': DEBS, 'OUT': out,
            'SCRIPT': script, 'DEB_BUILD_OPTIONS': os.environ.get('DEB_BUILD_OPTIONS', '')}
     return subprocess.run(['unshare', '--mount', '--propagation', 'private', '--pid', '--fork', '--kill-child',
-                           '/bin/sh', '-c', CHROOT, BUILD_ROOT], env=env, stdin=subprocess.DEVNULL,
+                           '/bin/sh', '-c', CHROOT, root], env=env, stdin=subprocess.DEVNULL,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=timeout)
 
 
@@ -193,6 +193,45 @@ def build_root(depends: str, out: str) -> None:
                     + ' '.join(u.strip() for u in unmet[-3:]) if unmet else (lines or ['?'])[-1])
     with open(stamp, 'w') as f:
         f.write(wanted)
+
+
+PROOF_ROOT = os.path.join(ROOT, '.cache', SUITE + '-proof')
+# what tests/test_deb.py installs Debian's patroni and ours over: PostgreSQL 17 (trixie has no 15) and Debian's
+# patroni's dependencies, installed; Debian's patroni .deb itself, downloaded into /root/debs
+PROOF_SCRIPT = """mkdir -p /etc/postgresql-common /root/debs
+printf 'create_main_cluster = false\\n' >/etc/postgresql-common/createcluster.conf
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends postgresql-17 patroni >/dev/null
+cp /var/cache/apt/archives/patroni_*.deb /root/debs/
+dpkg --purge patroni >/dev/null
+test ! -e /etc/patroni
+"""
+
+
+def proof_root() -> str:
+    """.cache/trixie-proof (made once): see PROOF_SCRIPT. Returns its path."""
+    if os.path.exists(os.path.join(PROOF_ROOT, '.sdnotify-proof')):
+        return PROOF_ROOT
+    build_root(build_depends(read(os.path.join(HERE, 'debian', 'control'))), BUILD)
+    tmp = PROOF_ROOT + '.tmp'
+    shutil.rmtree(tmp, ignore_errors=True)
+    subprocess.run(['cp', '-a', os.path.join(ROOT, '.cache', SUITE), tmp], check=True, timeout=STEP)
+    with open(os.path.join(tmp, 'usr', 'sbin', 'policy-rc.d'), 'w') as f:
+        f.write('#!/bin/sh\n# patroni-sdnotify proof root: no service starts while packages install\nexit 101\n')
+    os.chmod(os.path.join(tmp, 'usr', 'sbin', 'policy-rc.d'), 0o755)
+    os.makedirs(BUILD, exist_ok=True)
+    result = in_root(PROOF_SCRIPT, BUILD, root=tmp)
+    if result.returncode != 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        lines = result.stdout.strip().splitlines() or ['?']
+        code = 2 if any(m in result.stdout for m in ('Temporary failure resolving', 'Failed to fetch')) else 1
+        raise Error('the proof root: ' + lines[-1], code)
+    os.unlink(os.path.join(tmp, 'usr', 'sbin', 'policy-rc.d'))
+    with open(os.path.join(tmp, '.sdnotify-proof'), 'w') as f:
+        f.write('postgresql-17 + patroni\'s dependencies; /root/debs: ' + ' '.join(
+            os.listdir(os.path.join(tmp, 'root', 'debs'))) + '\n')
+    os.rename(tmp, PROOF_ROOT)
+    return PROOF_ROOT
 
 
 def deb(out: str = os.path.join(BUILD, 'deb')) -> str:
@@ -268,11 +307,11 @@ def sha256(path: str) -> str:
 
 
 def main(argv: List[str]) -> int:
-    if len(argv) != 1 or argv[0] not in ('source', 'deb', 'rpm'):
-        sys.stderr.write('usage: packaging/build.py source|deb|rpm\n')
+    if len(argv) != 1 or argv[0] not in ('source', 'deb', 'rpm', 'proof-root'):
+        sys.stderr.write('usage: packaging/build.py source|deb|rpm|proof-root\n')
         return 1
     try:
-        path = {'source': source, 'deb': deb, 'rpm': rpm}[argv[0]]()
+        path = {'source': source, 'deb': deb, 'rpm': rpm, 'proof-root': proof_root}[argv[0]]()
     except Error as e:
         sys.stderr.write('packaging/build.py: error: {0}\n'.format(e))
         return e.code

@@ -147,8 +147,8 @@ def rpm_query(rpm, *args):
 def test_rpm_requires_files_and_scriptlets(rpm_built):
     assert rpm_built.endswith('.noarch.rpm'), rpm_built
     pin = patchqueue.Pin(ROOT)
-    assert rpm_query(rpm_built, '--queryformat', '%{VERSION}-%{RELEASE}') == '{0}-0.{1}'.format(pin.version,
-                                                                                            pin.local)
+    release = rpm_query(rpm_built, '--queryformat', '%{VERSION}-%{RELEASE}')
+    assert release == '{0}-0.{1}'.format(pin.version, pin.local)
     requires = rpm_query(rpm_built, '--requires').split('\n')
     names = {r.split()[0] for r in requires if r}
     assert {'python3-psutil', 'python3-pyyaml', 'python3-ydiff', 'python3-psycopg2'} <= names, requires
