@@ -77,6 +77,8 @@ def trixie():
 
 
 def sh(tier, script, timeout=300):
+    """Run *script* as root in the booted root, with the PATH dpkg needs (its sbin tools)."""
+    script = 'export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8\n' + script
     result = tier.run('/bin/sh', '-ec', script, timeout=timeout, in_root=True)
     assert result.returncode == 0, script + '\n' + result.stdout + result.stderr
     return result.stdout
@@ -107,7 +109,7 @@ def stop(tier):
 
 def test_debian_patroni_under_its_type_simple_unit_is_killed(trixie):
     """The control: Debian's own patroni 4.0.7, its own template (Type=simple), the same start+reload."""
-    sh(trixie, 'apt-get install -y -q --no-download /root/debs/patroni_*.deb >/dev/null 2>&1\n'
+    sh(trixie, 'apt-get install -y -q --no-download --no-install-recommends /root/debs/patroni_*.deb >/tmp/apt.log 2>&1 || {{ tail -n 20 /tmp/apt.log; exit 1; }}\n'
                'install -o postgres -g postgres -m 0640 {0} {1}'.format(trixie.config_file, CONFIG))
     assert trixie.show(INSTANCE, 'Type')['Type'] == 'simple'
     outcomes = []
@@ -121,7 +123,8 @@ def test_debian_patroni_under_its_type_simple_unit_is_killed(trixie):
 
 def test_our_deb_installs_over_debians_keeping_the_configuration(trixie):
     before = sh(trixie, 'cat ' + CONFIG)
-    sh(trixie, 'apt-get install -y -q --no-download {0} >/dev/null 2>&1'.format(trixie.deb))
+    sh(trixie, 'apt-get install -y -q --no-download --no-install-recommends {0} >/tmp/apt.log 2>&1 || {{ tail -n 20 /tmp/apt.log; exit 1; }}'
+       .format(trixie.deb))
     version = sh(trixie, "dpkg-query -W -f '${Version}' patroni")
     assert re.match(r'^\d+\.\d+\.\d+-0sdnotify\d+$', version), version
     assert sh(trixie, 'cat ' + CONFIG) == before
@@ -161,6 +164,6 @@ def test_start_reload_back_to_back_survives(trixie):
 
 def test_remove_keeps_configuration_and_data(trixie):
     sh(trixie, 'test -f {0}/PG_VERSION'.format(DATA))
-    sh(trixie, 'apt-get remove -y -q patroni >/dev/null 2>&1')
+    sh(trixie, 'apt-get remove -y -q patroni >/tmp/apt.log 2>&1 || { tail -n 20 /tmp/apt.log; exit 1; }')
     assert trixie.run('test', '-e', '/usr/bin/patroni', in_root=True).returncode != 0
     sh(trixie, 'test -f {0} && test -f {1}/PG_VERSION'.format(CONFIG, DATA))
