@@ -4,7 +4,8 @@ own patroni 4.0.7 installed first with an instance configuration in /etc/patroni
 The root is .cache/trixie-proof (packaging/build.py proof-root: PostgreSQL 17, as trixie has no 15, and Debian's
 patroni's dependencies, installed; Debian's patroni .deb downloaded), booted through an overlay whose upper layer
 lives in this run's directory: the cached roots are never changed. etcd 3.4 is the machine's (RootDirectory=/host).
-Slow (builds the .deb, ~1 min once the build root is cached): `make test-deb`, not part of `make test`.
+Slow (builds the .deb, ~1 min once the build root is cached): `make test-deb`, not part of `make test`;
+SDNOTIFY_DEB=build/deb/patroni_..._all.deb uses a .deb already built.
 Skipped, saying why, when the Debian mirror cannot be used.
 """
 
@@ -60,7 +61,8 @@ def config():
 def trixie():
     if os.geteuid() != 0:
         pytest.skip('needs root (chroot, mounts, namespaces)')
-    deb = build('deb')
+    # SDNOTIFY_DEB: a .deb already built by `make deb` (to rerun the test without building again)
+    deb = os.environ.get('SDNOTIFY_DEB') or build('deb')
     root = build('proof-root')
     workdir = Workdir()
     units = {'etcd.service': etcd_unit(ETCD, os.path.join(workdir.path, 'etcd'),
@@ -109,7 +111,7 @@ def stop(tier):
 
 def test_debian_patroni_under_its_type_simple_unit_is_killed(trixie):
     """The control: Debian's own patroni 4.0.7, its own template (Type=simple), the same start+reload."""
-    sh(trixie, 'apt-get install -y -q --no-download --no-install-recommends /root/debs/patroni_*.deb >/tmp/apt.log 2>&1 || {{ tail -n 20 /tmp/apt.log; exit 1; }}\n'
+    sh(trixie, 'apt-get install -y -q --no-install-recommends /root/debs/patroni_*.deb >/tmp/apt.log 2>&1 || {{ tail -n 20 /tmp/apt.log; exit 1; }}\n'
                'install -o postgres -g postgres -m 0640 {0} {1}'.format(trixie.config_file, CONFIG))
     assert trixie.show(INSTANCE, 'Type')['Type'] == 'simple'
     outcomes = []
@@ -123,7 +125,7 @@ def test_debian_patroni_under_its_type_simple_unit_is_killed(trixie):
 
 def test_our_deb_installs_over_debians_keeping_the_configuration(trixie):
     before = sh(trixie, 'cat ' + CONFIG)
-    sh(trixie, 'apt-get install -y -q --no-download --no-install-recommends {0} >/tmp/apt.log 2>&1 || {{ tail -n 20 /tmp/apt.log; exit 1; }}'
+    sh(trixie, 'apt-get install -y -q --no-install-recommends {0} >/tmp/apt.log 2>&1 || {{ tail -n 20 /tmp/apt.log; exit 1; }}'
        .format(trixie.deb))
     version = sh(trixie, "dpkg-query -W -f '${Version}' patroni")
     assert re.match(r'^\d+\.\d+\.\d+-0sdnotify\d+$', version), version
