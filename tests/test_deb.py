@@ -111,7 +111,9 @@ def stop(tier):
 
 def test_debian_patroni_under_its_type_simple_unit_is_killed(trixie):
     """The control: Debian's own patroni 4.0.7, its own template (Type=simple), the same start+reload."""
-    sh(trixie, 'apt-get install -y -q --no-install-recommends /root/debs/patroni_*.deb >/tmp/apt.log 2>&1 || {{ tail -n 20 /tmp/apt.log; exit 1; }}\n'
+    # apt reads local files as its _apt user: from /tmp, not /root
+    sh(trixie, 'cp /root/debs/patroni_*.deb /tmp/\n'
+               'apt-get install -y -q --no-install-recommends /tmp/patroni_4*.deb >/tmp/apt.log 2>&1 || {{ tail -n 20 /tmp/apt.log; exit 1; }}\n'
                'install -o postgres -g postgres -m 0640 {0} {1}'.format(trixie.config_file, CONFIG))
     assert trixie.show(INSTANCE, 'Type')['Type'] == 'simple'
     outcomes = []
@@ -125,8 +127,8 @@ def test_debian_patroni_under_its_type_simple_unit_is_killed(trixie):
 
 def test_our_deb_installs_over_debians_keeping_the_configuration(trixie):
     before = sh(trixie, 'cat ' + CONFIG)
-    sh(trixie, 'apt-get install -y -q --no-install-recommends {0} >/tmp/apt.log 2>&1 || {{ tail -n 20 /tmp/apt.log; exit 1; }}'
-       .format(trixie.deb))
+    sh(trixie, 'cp {0} /tmp/ours.deb\napt-get install -y -q --no-install-recommends /tmp/ours.deb >/tmp/apt.log 2>&1 '
+               '|| {{ tail -n 20 /tmp/apt.log; exit 1; }}'.format(trixie.deb))
     version = sh(trixie, "dpkg-query -W -f '${Version}' patroni")
     assert re.match(r'^\d+\.\d+\.\d+-0sdnotify\d+$', version), version
     assert sh(trixie, 'cat ' + CONFIG) == before
