@@ -196,12 +196,13 @@ def build_root(depends: str, out: str) -> None:
 
 
 PROOF_ROOT = os.path.join(ROOT, '.cache', SUITE + '-proof')
-# what tests/test_deb.py installs Debian's patroni and ours over: PostgreSQL 17 (trixie has no 15) and Debian's
+# what tests/test_deb.py installs Debian's patroni and ours over: PostgreSQL 17 (trixie has no 15), python3-etcd
+# (what an operator installs for etcd: the dependency on a DCS client is met by python3-consul) and Debian's
 # patroni's dependencies, installed; Debian's patroni .deb itself, downloaded into /root/debs
 PROOF_SCRIPT = """mkdir -p /etc/postgresql-common /root/debs
 printf 'create_main_cluster = false\\n' >/etc/postgresql-common/createcluster.conf
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends postgresql-17 patroni >/dev/null
+apt-get install -y -qq --no-install-recommends postgresql-17 patroni python3-etcd >/dev/null
 cp /var/cache/apt/archives/patroni_*.deb /root/debs/
 dpkg --purge patroni >/dev/null
 test ! -e /etc/patroni

@@ -26,8 +26,9 @@ CONFIG = '/etc/patroni/17-test.yml'
 DATA = '/var/lib/postgresql/17/test'
 TRIALS = int(os.environ.get('SDNOTIFY_DEB_TRIALS', '10'))
 CONTROL_TRIALS = 3
-# a line Patroni's HA loop logs at the end of a cycle (the bootstrap's, or a leader's)
-CYCLE = re.compile(r'initialized a new cluster|no action\. I am \(node1\), the leader with the lock')
+# the result of an HA cycle, as Patroni logs it (on a new node, the first: the bootstrap starting)
+CYCLE = re.compile(r'trying to bootstrap a new cluster|initialized a new cluster|'
+                   r'no action\. I am \(node1\), the leader with the lock')
 
 
 def build(what):
@@ -95,8 +96,10 @@ def start_reload(tier):
     process, never restarted) or 'killed' (its main process ended by a signal, SIGHUP), and the state."""
     tier.run('/bin/sh', '-c', 'systemctl start {0}; systemctl reload {0}'.format(INSTANCE), in_root=True,
              timeout=300)
-    state = tier.show(INSTANCE, 'ActiveState', 'SubState', 'MainPID', 'ExecMainCode', 'ExecMainStatus',
-                      'NRestarts', 'Result')
+    # the patched Patroni answers the reload with RELOADING=1 ... READY=1 (systemd shows 'reloading' until then)
+    state = tier.wait_show(INSTANCE, lambda s: s['ActiveState'] != 'reloading', 60, 'the reload answered',
+                           'ActiveState', 'SubState', 'MainPID', 'ExecMainCode', 'ExecMainStatus', 'NRestarts',
+                           'Result')
     if state['ActiveState'] == 'active' and state['NRestarts'] == '0':
         return 'alive', state
     if state['ExecMainCode'] == '2' and state['ExecMainStatus'] == '1':  # CLD_KILLED by SIGHUP
@@ -143,7 +146,9 @@ def test_our_deb_installs_over_debians_keeping_the_configuration(trixie):
 def test_start_is_ready_after_the_first_ha_cycle_in_the_journal(trixie):
     result = trixie.systemctl('start', INSTANCE, timeout=300)
     try:
-        assert result.returncode == 0, result.stderr
+        assert result.returncode == 0, result.stderr + trixie.run(
+            'journalctl', '--no-pager', '-n', '60', in_root=True).stdout + trixie.systemctl(
+            'status', 'systemd-journald.service').stdout
         # systemctl start returned: READY=1 came, and only after a cycle had ended
         logged = journal(trixie)
         assert CYCLE.search(logged), logged[-3000:]
@@ -163,7 +168,7 @@ def test_start_reload_back_to_back_survives(trixie):
         stop(trixie)
     print('patroni {0}, Type=notify: start+reload back to back: {1}'.format(
         'sdnotify', [o for o, _ in outcomes]))
-    assert [o for o, _ in outcomes] == ['alive'] * TRIALS, outcomes
+    assert [o for o, _ in outcomes] == ['alive'] * TRIALS, [s for _, s in outcomes]
 
 
 def test_remove_keeps_configuration_and_data(trixie):
