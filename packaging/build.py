@@ -182,15 +182,16 @@ def build_root(depends: str, out: str) -> None:
             f.write('#!/bin/sh\n# patroni-sdnotify build root: no service ever starts here\nexit 101\n')
         os.chmod(os.path.join(BUILD_ROOT + '.tmp', 'usr', 'sbin', 'policy-rc.d'), 0o755)
         os.rename(BUILD_ROOT + '.tmp', BUILD_ROOT)
-    result = in_root('apt-get update -qq\napt-get satisfy -y -qq --no-install-recommends "$0" >/dev/null'.replace(
-        '$0', wanted), out)
+    result = in_root('apt-get update -qq\napt-get satisfy -y -q --no-install-recommends "{0}" >/tmp/satisfy.log 2>&1 '
+                     '|| {{ cat /tmp/satisfy.log; exit 1; }}'.format(wanted), out)
     if result.returncode != 0:
-        lines = result.stdout.strip().splitlines()
-        unmet = [line for line in lines if 'Unsatisfied dependencies' in line or line.startswith(('E:', ' '))]
+        lines = result.stdout.strip().splitlines() or ['?']
         if any(m in result.stdout for m in ('Temporary failure resolving', 'Could not resolve', 'Failed to fetch')):
-            raise Error('the build root: the Debian mirror cannot be used: ' + (unmet or lines or ['?'])[-1], 2)
-        raise Error('the build root: cannot install the build dependencies: '
-                    + ' '.join(u.strip() for u in unmet[-3:]) if unmet else (lines or ['?'])[-1])
+            raise Error('the build root: the Debian mirror cannot be used: ' + lines[-1], 2)
+        # apt's "satisfy:command-line : Depends: X but it is not installable"
+        unmet = [re.sub(r'^.*satisfy:command-line\s*:\s*', '', line).strip() for line in lines
+                 if 'satisfy:command-line' in line or ' but ' in line]
+        raise Error('missing build dependency (not installable from trixie): ' + ('; '.join(unmet) or lines[-1]))
     with open(stamp, 'w') as f:
         f.write(wanted)
 

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 
 import pytest
 
@@ -116,7 +117,8 @@ def test_debian_patroni_under_its_type_simple_unit_is_killed(trixie):
     """The control: Debian's own patroni 4.0.7, its own template (Type=simple), the same start+reload."""
     # apt reads local files as its _apt user: from /tmp, not /root
     sh(trixie, 'cp /root/debs/patroni_*.deb /tmp/\n'
-               'apt-get install -y -q --no-install-recommends /tmp/patroni_4*.deb >/tmp/apt.log 2>&1 || {{ tail -n 20 /tmp/apt.log; exit 1; }}\n'
+               'apt-get install -y -q --no-install-recommends /tmp/patroni_4*.deb >/tmp/apt.log 2>&1 '
+               '|| {{ tail -n 20 /tmp/apt.log; exit 1; }}\n'
                'install -o postgres -g postgres -m 0640 {0} {1}'.format(trixie.config_file, CONFIG))
     assert trixie.show(INSTANCE, 'Type')['Type'] == 'simple'
     outcomes = []
@@ -176,3 +178,22 @@ def test_remove_keeps_configuration_and_data(trixie):
     sh(trixie, 'apt-get remove -y -q patroni >/tmp/apt.log 2>&1 || { tail -n 20 /tmp/apt.log; exit 1; }')
     assert trixie.run('test', '-e', '/usr/bin/patroni', in_root=True).returncode != 0
     sh(trixie, 'test -f {0} && test -f {1}/PG_VERSION'.format(CONFIG, DATA))
+
+
+def test_missing_build_dependency_is_one_line(trixie):
+    """A Build-Depends that trixie cannot satisfy: one line naming it, and the build root's record of what it holds
+    unchanged (nothing installed). The control: the real Build-Depends, satisfied (the fixture built the .deb)."""
+    sys.path.insert(0, os.path.join(ROOT, 'packaging'))
+    import build as packaging_build
+    stamp = os.path.join(packaging_build.BUILD_ROOT, '.sdnotify-build-depends')
+    with open(stamp) as f:
+        before = f.read()
+    depends = packaging_build.build_depends(packaging_build.read(os.path.join(ROOT, 'packaging', 'debian',
+                                                                              'control')))
+    with pytest.raises(packaging_build.Error) as failure:
+        packaging_build.build_root(depends + ', python3-sdnotify-no-such-package', packaging_build.BUILD)
+    message = str(failure.value)
+    assert '\n' not in message and message.startswith('missing build dependency'), message
+    assert 'python3-sdnotify-no-such-package' in message, message
+    with open(stamp) as f:
+        assert f.read() == before
