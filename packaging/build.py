@@ -7,12 +7,12 @@
                                 (.cache/trixie-build, a copy of tests/debian_root.sh's root with the build
                                 dependencies; made once) with dpkg-buildpackage, and lintian
     packaging/build.py rpm      build/rpm/: a noarch RPM with rpmbuild from the same sdist + series
+    packaging/build.py proof-root   .cache/trixie-proof, what tests/test_deb.py boots (made once)
 
 Every failure is one line on stderr, ``packaging/build.py: error: ...``; exit 2 when the Debian mirror cannot be
 used (as tests/debian_root.sh). Nothing outside build/ and .cache/ is written.
 """
 
-import hashlib
 import os
 import re
 import shutil
@@ -291,21 +291,17 @@ def rpm(out: str = os.path.join(BUILD, 'rpm')) -> str:
         f.write(spec)
     result = subprocess.run(['rpmbuild', '-bb', '--define', '_topdir ' + out, '--nodeps', spec_path],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=STEP)
-    with open(os.path.join(out, 'build.log'), 'w') as f:
+    with open(os.path.join(BUILD, 'rpm.log'), 'w') as f:
         f.write(result.stdout)
     if result.returncode != 0:
+        shutil.rmtree(out, ignore_errors=True)
         failure = patch_failure(result.stdout)
         errors = [line for line in result.stdout.splitlines() if 'error' in line.lower()]
-        raise Error(failure or 'rpmbuild failed (build/rpm/build.log): ' + (errors or ['?'])[-1])
+        raise Error(failure or 'rpmbuild failed (build/rpm.log): ' + (errors or ['?'])[-1])
     built = [os.path.join(d, n) for d, _, names in os.walk(os.path.join(out, 'RPMS')) for n in names
              if n.endswith('.noarch.rpm')]
     assert len(built) == 1, built
     return built[0]
-
-
-def sha256(path: str) -> str:
-    with open(path, 'rb') as f:
-        return hashlib.sha256(f.read()).hexdigest()
 
 
 def main(argv: List[str]) -> int:

@@ -180,3 +180,4 @@ def test_rpm_series_that_no_longer_applies_names_patch_and_file(project):
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith('packaging/build.py: error: patches/{0} no longer applies: patroni/daemon.py: '.format(
         BROKEN)), lines[0]
+    assert not os.path.exists(os.path.join(project[0], 'build', 'rpm')), 'a half-built package is left'
