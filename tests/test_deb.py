@@ -18,7 +18,7 @@ import sys
 
 import pytest
 
-from realparts import ETCD, ROOT, Workdir
+from realparts import ETCD, ROOT, wait_for, Workdir
 from systemd_harness import etcd_unit, host_dropin, Systemd
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -28,9 +28,8 @@ CONFIG = '/etc/patroni/17-test.yml'
 DATA = '/var/lib/postgresql/17/test'
 TRIALS = int(os.environ.get('SDNOTIFY_DEB_TRIALS', '10'))
 CONTROL_TRIALS = 3
-# the result of an HA cycle, as Patroni logs it (on a new node, the first: the bootstrap starting)
-CYCLE = re.compile(r'trying to bootstrap a new cluster|initialized a new cluster|'
-                   r'no action\. I am \(node1\), the leader with the lock')
+# the result of an HA cycle, as Patroni logs it: ``INFO: <what it did>`` after ``Lock owner: ...; I am node1``
+CYCLE = re.compile(r'INFO: Lock owner: .*; I am node1\n.*INFO: (?!Lock owner)(.+)')
 
 
 def build(what):
@@ -131,18 +130,56 @@ def test_debian_patroni_under_its_type_simple_unit_is_killed(trixie):
     assert any(o == 'killed' for o, _ in outcomes), outcomes
 
 
-def test_our_deb_installs_over_debians_keeping_the_configuration(trixie):
+def running_pids(tier):
+    """(Patroni's main PID, the postmaster's PID) of the instance, as the harness's PID namespace numbers them."""
+    main = tier.show(INSTANCE, 'MainPID')['MainPID']
+    postmaster = sh(tier, 'head -n 1 {0}/postmaster.pid 2>/dev/null || true'.format(DATA)).strip()
+    return main, postmaster
+
+
+def test_our_deb_installs_over_debians_without_restarting_it(trixie):
+    """Debian's Patroni running (its Type=simple unit, a new cluster bootstrapped), then our .deb installed over it
+    with apt: the same Patroni and postmaster still run (no restart on upgrade), the configuration is byte for byte
+    the same, systemd has our Type=notify template loaded, everything in Debian's places, no python3-systemd."""
     before = sh(trixie, 'cat ' + CONFIG)
-    sh(trixie, 'cp {0} /tmp/ours.deb\napt-get install -y -q --no-install-recommends /tmp/ours.deb >/tmp/apt.log 2>&1 '
-               '|| {{ tail -n 20 /tmp/apt.log; exit 1; }}'.format(trixie.deb))
+    assert trixie.systemctl('start', INSTANCE).returncode == 0
+    wait_for(lambda: trixie.run('test', '-f', DATA + '/postmaster.pid', in_root=True).returncode == 0 and
+             trixie.http_json('http://127.0.0.1:8008/patroni') and
+             trixie.http_json('http://127.0.0.1:8008/patroni').get('state') == 'running', 120,
+             "Debian's Patroni running its PostgreSQL\n" + journal(trixie)[-2000:])
+    old = running_pids(trixie)
+    assert old[0] != '0' and old[1], old
+    try:
+        sh(trixie, 'cp {0} /tmp/ours.deb\napt-get install -y -q --no-install-recommends /tmp/ours.deb >/tmp/apt.log '
+                   '2>&1 || {{ tail -n 20 /tmp/apt.log; exit 1; }}'.format(trixie.deb))
+        # still the same processes: the upgrade neither stopped nor restarted Patroni, nor PostgreSQL
+        assert running_pids(trixie) == old
+        assert trixie.show(INSTANCE, 'ActiveState')['ActiveState'] == 'active'
+    finally:
+        stop(trixie)
     version = sh(trixie, "dpkg-query -W -f '${Version}' patroni")
     assert re.match(r'^\d+\.\d+\.\d+-0sdnotify\d+$', version), version
     assert sh(trixie, 'cat ' + CONFIG) == before
+    assert 'python3-systemd' not in sh(trixie, "dpkg-query -W -f '${Depends} ${Recommends}' patroni")
     assert trixie.run('dpkg-query', '-W', 'python3-systemd', in_root=True).returncode != 0
     assert trixie.run('python3', '-c', 'import systemd', in_root=True).returncode != 0
-    state = trixie.show(INSTANCE, 'Type', 'FragmentPath', 'SyslogIdentifier', 'ConditionResult')
+    # Debian's places: units, console scripts, docs (NEWS.Debian says: no restart on upgrade)
+    sh(trixie, 'test -x /usr/bin/patroni && test -x /usr/bin/patronictl'
+               ' && test -f /usr/lib/systemd/system/patroni.service'
+               ' && zgrep -q "does not stop, start or restart Patroni" /usr/share/doc/patroni/NEWS.Debian.gz'
+               ' && test -f /usr/share/doc/patroni/README.Debian'
+               ' && test -f /usr/share/doc/patroni/examples/notify-reload.conf')
+    # the template loaded without a manual daemon-reload, keeping what Debian's template gives an instance
+    state = trixie.show(INSTANCE, 'Type', 'FragmentPath', 'SyslogIdentifier', 'EnvironmentFiles', 'RuntimeDirectory',
+                        'ConditionResult', 'User', 'ExecStart', 'NotifyAccess')
     assert state['Type'] == 'notify' and state['FragmentPath'] == '/usr/lib/systemd/system/patroni@.service', state
-    # the package started nothing
+    assert state['SyslogIdentifier'] == 'patroni@17-test' and state['User'] == 'postgres', state
+    # one EnvironmentFiles= line per file: Debian's shared env.conf first
+    files = sh(trixie, 'systemctl show -p EnvironmentFiles ' + INSTANCE).splitlines()
+    assert files[0] == 'EnvironmentFiles=/etc/patroni/env.conf (ignore_errors=yes)', files
+    assert state['RuntimeDirectory'] == 'postgresql/17-test.pg_stat_tmp', state
+    assert 'path=/usr/bin/patroni ; argv[]=/usr/bin/patroni /etc/patroni/17-test.yml' in state['ExecStart'], state
+    # and nothing started it again
     assert trixie.show(INSTANCE, 'ActiveState')['ActiveState'] == 'inactive'
 
 
