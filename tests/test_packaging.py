@@ -181,3 +181,19 @@ def test_rpm_series_that_no_longer_applies_names_patch_and_file(project):
     assert lines[0].startswith('packaging/build.py: error: patches/{0} no longer applies: patroni/daemon.py: '.format(
         BROKEN)), lines[0]
     assert not os.path.exists(os.path.join(project[0], 'build', 'rpm')), 'a half-built package is left'
+
+
+def test_changelog_behind_upstream_cfg_is_one_line(project):
+    """A new local_version without its changelog entry: one line saying which versions disagree, nothing built."""
+    path = project[0]
+    cfg = os.path.join(path, 'upstream.cfg')
+    with open(cfg) as f:
+        text = f.read()
+    with open(cfg, 'w') as f:
+        f.write(text.replace('local_version = sdnotify.', 'local_version = sdnotify.9'))
+    result = build(project, 'source')
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and 'packaging/debian/changelog starts with' in lines[0], result.stderr
+    assert 'sdnotify9' in lines[0], lines[0]
+    assert not os.path.exists(os.path.join(path, 'build', 'deb'))
