@@ -4,7 +4,7 @@ own patroni 4.0.7 installed first with an instance configuration in /etc/patroni
 The root is .cache/trixie-proof (packaging/build.py proof-root: PostgreSQL 17, as trixie has no 15, and Debian's
 patroni's dependencies, installed; Debian's patroni .deb downloaded), booted through an overlay whose upper layer
 lives in this run's directory: the cached roots are never changed. etcd 3.4 is the machine's (RootDirectory=/host).
-Part of `make test`, and alone `make test-deb`: 2 min 29 s on a fresh machine (the build root, the proof root and
+Part of `make test`, and alone `make test-deb`: 2 min 18 s on a fresh machine (the build root, the proof root and
 the .deb made, their .debs downloaded), ~1 min 45 s once cached (the .deb is built each time, ~55 s);
 SDNOTIFY_DEB=build/deb/patroni_..._all.deb uses a .deb already built.
 Skipped, saying why, when the Debian mirror cannot be used.
