@@ -11,13 +11,15 @@
 #   installing the package would start a host-wide etcd through its init script.
 # - Debian's python3-systemd, unpacked into .cache/python3-systemd the same way: upstream 4.1.5 notifies systemd
 #   only through it, so the benchmarks and the systemd 257 tier give it to the upstream control (PYTHONPATH).
+# - Debian's rpm (rpmbuild, rpm -qp) and dpkg-dev (dpkg-source), for the package builds of packaging/build.py and
+#   tests/test_packaging.py (tools; no service).
 # - debootstrap, and a Debian trixie root with systemd 257 in .cache/trixie (tests/debian_root.sh, ~30 s once).
 # Every apt-get step is bounded ($SDNOTIFY_STEP_TIMEOUT seconds, default 600), and so is debootstrap.
-#   tests/deps.sh [PART ...]     PART: postgresql etcd python3-systemd debootstrap trixie (default: all, in order)
+#   tests/deps.sh [PART ...]     PART: postgresql etcd python3-systemd rpm debootstrap trixie (default: all, in order)
 set -eu
 cd "$(dirname "$0")/.."
 T=${SDNOTIFY_STEP_TIMEOUT:-600}
-PARTS=${*:-postgresql etcd python3-systemd debootstrap trixie}
+PARTS=${*:-postgresql etcd python3-systemd rpm debootstrap trixie}
 want() {
     case " $PARTS " in *" $1 "*) return 0 ;; esac
     return 1
@@ -69,6 +71,10 @@ if want python3-systemd && [ ! -d .cache/python3-systemd/usr/lib/python3/dist-pa
     (cd .cache/python3-systemd.tmp && aptget download python3-systemd >/dev/null && dpkg-deb -x python3-systemd_*.deb root)
     rm -rf .cache/python3-systemd && mv .cache/python3-systemd.tmp/root .cache/python3-systemd
     rm -rf .cache/python3-systemd.tmp
+fi
+if want rpm && ! { command -v rpmbuild && command -v dpkg-source; } >/dev/null; then
+    apt-cache show rpm >/dev/null 2>&1 || aptget update -qq
+    aptget install -y -qq --no-install-recommends rpm dpkg-dev >/dev/null
 fi
 if want debootstrap && ! command -v debootstrap >/dev/null; then
     apt-cache show debootstrap >/dev/null 2>&1 || aptget update -qq

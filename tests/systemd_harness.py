@@ -83,6 +83,10 @@ exec env -i container=patroni-sdnotify-test SYSTEMD_UNIT_PATH="$UNITS" {systemd}
 # chroot (of a mount point: systemd remounts / as a slave). The machine's / is bound (not recursively) at /host,
 # with a tmpfs over its /run, for the services, which run there with RootDirectory=/host (see host_dropin).
 INNER_ROOT = PROLOGUE + """R="$SYSTEMD_ROOT"
+if [ -n "$OVERLAY" ]; then
+    mount -t overlay overlay -o "lowerdir=$R,upperdir=$OVERLAY/upper,workdir=$OVERLAY/work" "$OVERLAY/root"
+    R="$OVERLAY/root"
+fi
 mount --bind "$R" "$R"
 mount --bind / "$R/host"
 mount -t tmpfs -o mode=755 tmpfs "$R/host/run"
@@ -90,12 +94,19 @@ mount -t proc proc "$R/proc"
 mount -t sysfs sysfs "$R/sys"
 mount -t cgroup2 cgroup2 "$R/sys/fs/cgroup"
 mount -t tmpfs -o mode=755 tmpfs "$R/run"
+if [ -n "$JOURNALD" ]; then
+    mkdir -p "$R/run/systemd/journald.conf.d"
+    printf '[Journal]\\nStorage=volatile\\nReadKMsg=no\\nForwardToSyslog=no\\nForwardToWall=no\\n' \\
+        > "$R/run/systemd/journald.conf.d/harness.conf"
+    printf 'ForwardToConsole=no\\n' >> "$R/run/systemd/journald.conf.d/harness.conf"
+fi
 mount --bind "$R/proc/sys" "$R/proc/sys"
 mount -o remount,bind,ro "$R/proc/sys"
 mount --rbind /dev "$R/dev"
 mount --bind "$CONSOLE" "$R/dev/console"
 ip link set lo up
-exec chroot "$R" env -i container=patroni-sdnotify-test SYSTEMD_UNIT_PATH="/host$UNITS" /lib/systemd/systemd \\
+exec chroot "$R" env -i container=patroni-sdnotify-test SYSTEMD_UNIT_PATH="/host$UNITS$UNIT_PATH_TAIL" \\
+    /lib/systemd/systemd \\
     --unit={target}
 """.format(target=TARGET)
 
@@ -201,7 +212,8 @@ class Systemd(object):
     """
 
     def __init__(self, directory: str, units: Dict[str, str], dropins: Optional[Dict[str, str]] = None,
-                 instances: Optional[List[str]] = None, root: Optional[str] = None, journald: bool = False) -> None:
+                 instances: Optional[List[str]] = None, root: Optional[str] = None, journald: bool = False,
+                 overlay: bool = False) -> None:
         """Write *units* (name -> text) and *dropins* (``unit.d/name.conf`` -> text) and boot.
 
         With *root* (a directory made by ``tests/debian_root.sh``), boot that root's systemd instead of the
@@ -209,9 +221,10 @@ class Systemd(object):
 
         The harness target refers to every unit, and to the template *instances*, with ``After=``, so that systemd
         keeps an inactive or failed unit loaded (it would garbage-collect it) and ``systemctl show`` can still tell
-        how it ended. With *journald* (the machine's systemd only), services log to a journald of the harness.
+        how it ended. With *journald*, services log to a journald of the harness (the root's, with *root*).
+        With *overlay* (and *root*), systemd boots an overlay over *root* whose upper layer is :attr:`upper` (in
+        this harness's directory): what runs there (packages installed, files written) leaves *root* unchanged.
         """
-        assert not (journald and root), 'journald: the machine\'s systemd only'
         self.dir = os.path.join(directory, 'systemd-' + uuid.uuid4().hex[:8])
         self.units = os.path.join(self.dir, 'units')
         os.makedirs(self.units)
@@ -250,7 +263,15 @@ class Systemd(object):
         self._console.start()
         self.root = root
         env.update(CONSOLE=os.ttyname(self._slave), UNITS=self.units, SYSTEMD_ROOT=root or '', INNER=inner,
-                   JOURNALD='1' if journald else '')
+                   JOURNALD='1' if journald else '', OVERLAY='', UNIT_PATH_TAIL='')
+        self.upper = None
+        if overlay and root:
+            env['OVERLAY'] = os.path.join(self.dir, 'overlay')
+            for d in ('upper', 'work', 'root'):
+                os.makedirs(os.path.join(env['OVERLAY'], d))
+            self.upper = os.path.join(env['OVERLAY'], 'upper')
+            # the units packages install there too (after the harness's own, which win)
+            env['UNIT_PATH_TAIL'] = ':'
         self.proc = subprocess.Popen(launch + ['/bin/sh', '-c', OUTER], env=env, stdin=subprocess.DEVNULL)
         try:
             self.pid = int(wait_for(self._child, 10, 'systemd forked by unshare'))

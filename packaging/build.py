@@ -1,0 +1,324 @@
+#!/usr/bin/python3
+"""Build the patched Patroni as distribution packages, from the pinned sdist + patches/series (docs/packaging.md).
+
+    packaging/build.py source   build/deb/: patroni_<v>.orig.tar.gz (the sdist itself), the 3.0 (quilt) source
+                                package whose debian/patches is patches/ (on this machine, with dpkg-source)
+    packaging/build.py deb      the source package, then the binary .deb built inside a Debian trixie build root
+                                (.cache/trixie-build, a copy of tests/debian_root.sh's root with the build
+                                dependencies; made once) with dpkg-buildpackage, and lintian
+    packaging/build.py rpm      build/rpm/: a noarch RPM with rpmbuild from the same sdist + series
+    packaging/build.py proof-root   .cache/trixie-proof, what tests/test_deb.py boots (made once)
+
+Every failure is one line on stderr, ``packaging/build.py: error: ...``; exit 2 when the Debian mirror cannot be
+used (as tests/debian_root.sh). Nothing outside build/ and .cache/ is written.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+from typing import List, Optional
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+
+import patchqueue  # noqa: E402
+
+BUILD = os.path.join(ROOT, 'build')
+SUITE = 'trixie'
+BUILD_ROOT = os.path.join(ROOT, '.cache', SUITE + '-build')
+# the .debs apt downloads for the build root, kept between runs (a new build root needs no new download)
+DEBS = os.path.join(ROOT, '.cache', SUITE + '-debs')
+STEP = int(os.environ.get('SDNOTIFY_STEP_TIMEOUT', '600'))
+# the tools of the build root besides the Build-Depends
+TOOLS = ['build-essential', 'lintian', 'fakeroot']
+UNITS = ['patroni.service', 'patroni@.service']
+
+# In private mount and PID namespaces: the API file systems, the apt cache and the build directory bound into the
+# root, then the chroot. Ended with the namespace (unshare --kill-child) whatever happens.
+CHROOT = r"""set -e
+R="$BUILD_ROOT"
+mount -t proc proc "$R/proc"
+mount --rbind /dev "$R/dev"
+mount -t tmpfs tmpfs "$R/run"
+mount --bind "$DEBS" "$R/var/cache/apt/archives"
+mkdir -p "$R/build"
+mount --bind "$OUT" "$R/build"
+cat /etc/resolv.conf >"$R/etc/resolv.conf"
+exec chroot "$R" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C.UTF-8 \
+    DEBIAN_FRONTEND=noninteractive DEB_BUILD_OPTIONS="$DEB_BUILD_OPTIONS" /bin/sh -ec "$SCRIPT"
+"""
+
+
+class Error(Exception):
+    """A failure, said in one line; *code* is the exit status."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super(Error, self).__init__(message)
+        self.code = code
+
+
+def pin() -> patchqueue.Pin:
+    return patchqueue.Pin(ROOT)
+
+
+def debian_version(p: patchqueue.Pin) -> str:
+    """``<upstream>-0<local version without dots>``, e.g. 4.1.5-0sdnotify2: revision 0, not a Debian upload, and
+    above Debian's 4.0.7-3~deb13u1 by the upstream version (docs/packaging.md compares it with PGDG's)."""
+    return '{0}-0{1}'.format(p.version, p.local.replace('.', ''))
+
+
+def need(tool: str, package: str, what: str) -> None:
+    if not shutil.which(tool):
+        raise Error('{0} needs {1}, which is not installed (apt-get install {2})'.format(what, tool, package))
+
+
+def read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def patch_failure(output: str) -> Optional[str]:
+    """From the output of dpkg-source or rpmbuild (patch): which patch of the series failed, on which file, how."""
+    names = re.findall(r'(?:applying |/SOURCES/)(\S+\.patch)', output)
+    fail = re.search(r'^.*(?:FAILED|can\'t find file|No file to patch|Reversed \(or previously applied\)).*$', output,
+                     re.M)
+    if not names or not fail:
+        return None
+    rejects = re.search(r'saving rejects to file (\S+?)(?:\.rej)?$', output, re.M)
+    files = re.findall(r'^(?:patching|checking) file (\S+)', output[:fail.start()], re.M)
+    where = rejects.group(1) if rejects else files[-1] if files else '?'
+    return 'patches/{0} no longer applies: {1}: {2}'.format(names[-1], where, fail.group(0).strip().rstrip('.'))
+
+
+def source(out: str = os.path.join(BUILD, 'deb')) -> str:
+    """The 3.0 (quilt) source package in *out*; returns the path of its .dsc."""
+    need('dpkg-source', 'dpkg-dev', 'the source package')
+    p = pin()
+    version = debian_version(p)
+    changelog = read(os.path.join(HERE, 'debian', 'changelog'))
+    top = re.match(r'^patroni \(([^)]+)\)', changelog)
+    if not top or top.group(1) != version:
+        raise Error('packaging/debian/changelog starts with {0}, but upstream.cfg makes {1}: add a changelog entry'
+                    .format(top.group(1) if top else 'no entry', version))
+    try:
+        sdist = patchqueue.obtain_sdist(ROOT, p)
+        patches = patchqueue.read_series(ROOT)
+    except patchqueue.BuildError as e:
+        raise Error(str(e))
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    orig = os.path.join(out, 'patroni_{0}.orig.tar.gz'.format(p.version))
+    shutil.copyfile(sdist, orig)
+    tree = os.path.join(out, 'patroni-{0}'.format(p.version))
+    try:
+        os.rename(patchqueue.extract_sdist(orig, os.path.join(out, 'unpack')), tree)
+    except patchqueue.BuildError as e:
+        raise Error(str(e))
+    os.rmdir(os.path.join(out, 'unpack'))
+    debian = os.path.join(tree, 'debian')
+    shutil.copytree(os.path.join(HERE, 'debian'), debian)
+    os.makedirs(os.path.join(debian, 'patches'))
+    for patch in patches:
+        shutil.copyfile(patch, os.path.join(debian, 'patches', os.path.basename(patch)))
+    shutil.copyfile(os.path.join(ROOT, 'patches', 'series'), os.path.join(debian, 'patches', 'series'))
+    scripts = os.path.join(ROOT, 'extras', 'startup_scripts')
+    for unit in UNITS:
+        shutil.copyfile(os.path.join(scripts, unit), os.path.join(debian, unit))
+    os.makedirs(os.path.join(debian, 'startup_scripts'))
+    for name in sorted(os.listdir(scripts)):
+        if name not in UNITS:
+            shutil.copyfile(os.path.join(scripts, name), os.path.join(debian, 'startup_scripts', name))
+    result = subprocess.run(['dpkg-source', '-b', os.path.basename(tree)], cwd=out, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, universal_newlines=True, timeout=STEP)
+    if result.returncode != 0:
+        failure = patch_failure(result.stdout)
+        shutil.rmtree(out, ignore_errors=True)
+        lines = [line for line in result.stdout.splitlines() if 'error' in line] or result.stdout.splitlines()
+        raise Error(failure or 'dpkg-source -b failed: ' + (lines[-1] if lines else '?'))
+    dsc = os.path.join(out, 'patroni_{0}.dsc'.format(version))
+    assert os.path.exists(dsc), result.stdout
+    return dsc
+
+
+def build_depends(control: str) -> str:
+    """The Build-Depends field of *control* (text), as one line."""
+    field = re.search(r'^Build-Depends:((?:\n[ \t].*|.*)+)', control, re.M)
+    assert field, 'no Build-Depends'
+    return ' '.join(field.group(1).split()).strip().rstrip(',')
+
+
+def in_root(script: str, out: str, timeout: int = STEP, root: str = BUILD_ROOT) -> 'subprocess.CompletedProcess[str]':
+    """Run *script* (sh -e) as root in the build root (or *root*), *out* at /build; output merged."""
+    os.makedirs(DEBS, exist_ok=True)
+    env = {'PATH': '/usr/sbin:/usr/bin:/sbin:/bin', 'BUILD_ROOT': root, 'DEBS': DEBS, 'OUT': out,
+           'SCRIPT': script, 'DEB_BUILD_OPTIONS': os.environ.get('DEB_BUILD_OPTIONS', '')}
+    return subprocess.run(['unshare', '--mount', '--propagation', 'private', '--pid', '--fork', '--kill-child',
+                           '/bin/sh', '-c', CHROOT, root], env=env, stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=timeout)
+
+
+def build_root(depends: str, out: str) -> None:
+    """.cache/trixie-build: a copy of the cached trixie root with the build dependencies, made or completed when
+    they change (the stamp file holds what was installed)."""
+    stamp = os.path.join(BUILD_ROOT, '.sdnotify-build-depends')
+    wanted = ', '.join([depends] + TOOLS)
+    if os.path.exists(stamp) and read(stamp) == wanted:
+        return
+    if os.geteuid() != 0:
+        raise Error('making the build root needs root (chroot, mounts)')
+    if not os.path.isdir(BUILD_ROOT):
+        made = subprocess.run([os.path.join(ROOT, 'tests', 'debian_root.sh'), SUITE], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, universal_newlines=True, timeout=STEP + 60)
+        if made.returncode != 0:
+            raise Error((made.stderr.strip().splitlines() or ['tests/debian_root.sh failed'])[-1], made.returncode)
+        shutil.rmtree(BUILD_ROOT + '.tmp', ignore_errors=True)
+        subprocess.run(['cp', '-a', os.path.join(ROOT, '.cache', SUITE), BUILD_ROOT + '.tmp'], check=True,
+                       timeout=STEP)
+        with open(os.path.join(BUILD_ROOT + '.tmp', 'usr', 'sbin', 'policy-rc.d'), 'w') as f:
+            f.write('#!/bin/sh\n# patroni-sdnotify build root: no service ever starts here\nexit 101\n')
+        os.chmod(os.path.join(BUILD_ROOT + '.tmp', 'usr', 'sbin', 'policy-rc.d'), 0o755)
+        os.rename(BUILD_ROOT + '.tmp', BUILD_ROOT)
+    result = in_root('apt-get update -qq\napt-get satisfy -y -q --no-install-recommends "{0}" >/tmp/satisfy.log 2>&1 '
+                     '|| {{ cat /tmp/satisfy.log; exit 1; }}'.format(wanted), out)
+    if result.returncode != 0:
+        lines = result.stdout.strip().splitlines() or ['?']
+        if any(m in result.stdout for m in ('Temporary failure resolving', 'Could not resolve', 'Failed to fetch')):
+            raise Error('the build root: the Debian mirror cannot be used: ' + lines[-1], 2)
+        # apt's "satisfy:command-line : Depends: X but it is not installable"
+        unmet = [re.sub(r'^.*satisfy:command-line\s*:\s*', '', line).strip() for line in lines
+                 if 'satisfy:command-line' in line or ' but ' in line]
+        raise Error('missing build dependency (not installable from trixie): ' + ('; '.join(unmet) or lines[-1]))
+    with open(stamp, 'w') as f:
+        f.write(wanted)
+
+
+PROOF_ROOT = os.path.join(ROOT, '.cache', SUITE + '-proof')
+# what tests/test_deb.py installs Debian's patroni and ours over: PostgreSQL 17 (trixie has no 15), python3-etcd
+# (what an operator installs for etcd: the dependency on a DCS client is met by python3-consul) and Debian's
+# patroni's dependencies, installed; Debian's patroni .deb itself, downloaded into /root/debs
+PROOF_SCRIPT = """mkdir -p /etc/postgresql-common /root/debs
+printf 'create_main_cluster = false\\n' >/etc/postgresql-common/createcluster.conf
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends postgresql-17 patroni python3-etcd >/dev/null
+cp /var/cache/apt/archives/patroni_*.deb /root/debs/
+dpkg --purge patroni >/dev/null
+test ! -e /etc/patroni
+"""
+
+
+def proof_root() -> str:
+    """.cache/trixie-proof (made once): see PROOF_SCRIPT. Returns its path."""
+    if os.path.exists(os.path.join(PROOF_ROOT, '.sdnotify-proof')):
+        return PROOF_ROOT
+    build_root(build_depends(read(os.path.join(HERE, 'debian', 'control'))), BUILD)
+    tmp = PROOF_ROOT + '.tmp'
+    shutil.rmtree(tmp, ignore_errors=True)
+    subprocess.run(['cp', '-a', os.path.join(ROOT, '.cache', SUITE), tmp], check=True, timeout=STEP)
+    with open(os.path.join(tmp, 'usr', 'sbin', 'policy-rc.d'), 'w') as f:
+        f.write('#!/bin/sh\n# patroni-sdnotify proof root: no service starts while packages install\nexit 101\n')
+    os.chmod(os.path.join(tmp, 'usr', 'sbin', 'policy-rc.d'), 0o755)
+    os.makedirs(BUILD, exist_ok=True)
+    result = in_root(PROOF_SCRIPT, BUILD, root=tmp)
+    if result.returncode != 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        lines = result.stdout.strip().splitlines() or ['?']
+        code = 2 if any(m in result.stdout for m in ('Temporary failure resolving', 'Failed to fetch')) else 1
+        raise Error('the proof root: ' + lines[-1], code)
+    os.unlink(os.path.join(tmp, 'usr', 'sbin', 'policy-rc.d'))
+    with open(os.path.join(tmp, '.sdnotify-proof'), 'w') as f:
+        f.write('postgresql-17 + patroni\'s dependencies; /root/debs: ' + ' '.join(
+            os.listdir(os.path.join(tmp, 'root', 'debs'))) + '\n')
+    os.rename(tmp, PROOF_ROOT)
+    return PROOF_ROOT
+
+
+def deb(out: str = os.path.join(BUILD, 'deb')) -> str:
+    """The binary .deb, built in the build root from the source package; lintian run on the result."""
+    dsc = source(out)
+    depends = build_depends(read(os.path.join(HERE, 'debian', 'control')))
+    build_root(depends, out)
+    name = os.path.basename(dsc)
+    version = name[len('patroni_'):-len('.dsc')]
+    script = '\n'.join([
+        'cd /build && rm -rf src && dpkg-source -x {0} src >/dev/null'.format(name),
+        'cd src && dpkg-checkbuilddeps',
+        'dpkg-buildpackage -us -uc -b >/build/build.log 2>&1 || { tail -n 30 /build/build.log; exit 3; }',
+        'cd /build && lintian --info --display-info --pedantic patroni_{0}.dsc patroni_{0}_all.deb'
+        ' >/build/lintian.txt 2>&1 || true'.format(version),
+        'cat /build/lintian.txt',
+        'rm -rf /build/src'])
+    result = in_root(script, out, timeout=STEP * 2)
+    if result.returncode != 0:
+        unmet = re.search(r'dpkg-checkbuilddeps: error: (.*)', result.stdout)
+        if unmet:
+            raise Error('missing build dependency: ' + unmet.group(1).strip())
+        failed = [line for line in result.stdout.splitlines() if re.search(r'FAILED|Error|error:', line)]
+        raise Error('dpkg-buildpackage failed ({0}; build/deb/build.log): {1}'.format(
+            'exit {0}'.format(result.returncode), (failed or result.stdout.splitlines() or ['?'])[-1]))
+    lintian = read(os.path.join(out, 'lintian.txt'))
+    sys.stdout.write(lintian)
+    errors = [line for line in lintian.splitlines() if line.startswith('E: ')]
+    if errors:
+        raise Error('lintian: {0} error(s), the first: {1}'.format(len(errors), errors[0]))
+    return os.path.join(out, 'patroni_{0}_all.deb'.format(version))
+
+
+def rpm(out: str = os.path.join(BUILD, 'rpm')) -> str:
+    """A noarch RPM built with rpmbuild from the sdist, the series and the units; returns its path."""
+    need('rpmbuild', 'rpm', 'the RPM')
+    p = pin()
+    try:
+        sdist = patchqueue.obtain_sdist(ROOT, p)
+        patches = patchqueue.read_series(ROOT)
+    except patchqueue.BuildError as e:
+        raise Error(str(e))
+    shutil.rmtree(out, ignore_errors=True)
+    sources = os.path.join(out, 'SOURCES')
+    os.makedirs(sources)
+    shutil.copyfile(sdist, os.path.join(sources, os.path.basename(sdist)))
+    for path in patches + [os.path.join(ROOT, 'extras', 'startup_scripts', unit) for unit in UNITS]:
+        shutil.copyfile(path, os.path.join(sources, os.path.basename(path)))
+    spec = read(os.path.join(HERE, 'patroni.spec'))
+    lines = ['Patch{0:04d}: {1}'.format(i + 1, os.path.basename(path)) for i, path in enumerate(patches)]
+    spec = spec.replace('@VERSION@', p.version).replace('@RELEASE@', '0.' + p.local).replace(
+        '@PATCHES@', '\n'.join(lines))
+    spec_path = os.path.join(out, 'patroni.spec')
+    with open(spec_path, 'w') as f:
+        f.write(spec)
+    result = subprocess.run(['rpmbuild', '-bb', '--define', '_topdir ' + out, '--nodeps', spec_path],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=STEP)
+    with open(os.path.join(BUILD, 'rpm.log'), 'w') as f:
+        f.write(result.stdout)
+    if result.returncode != 0:
+        shutil.rmtree(out, ignore_errors=True)
+        failure = patch_failure(result.stdout)
+        errors = [line for line in result.stdout.splitlines() if 'error' in line.lower()]
+        raise Error(failure or 'rpmbuild failed (build/rpm.log): ' + (errors or ['?'])[-1])
+    built = [os.path.join(d, n) for d, _, names in os.walk(os.path.join(out, 'RPMS')) for n in names
+             if n.endswith('.noarch.rpm')]
+    assert len(built) == 1, built
+    return built[0]
+
+
+def main(argv: List[str]) -> int:
+    if len(argv) != 1 or argv[0] not in ('source', 'deb', 'rpm', 'proof-root'):
+        sys.stderr.write('usage: packaging/build.py source|deb|rpm|proof-root\n')
+        return 1
+    try:
+        path = {'source': source, 'deb': deb, 'rpm': rpm, 'proof-root': proof_root}[argv[0]]()
+    except Error as e:
+        sys.stderr.write('packaging/build.py: error: {0}\n'.format(e))
+        return e.code
+    except subprocess.TimeoutExpired as e:
+        sys.stderr.write('packaging/build.py: error: timed out after {0} s: {1}\n'.format(e.timeout, e.cmd[0]))
+        return 1
+    print(os.path.relpath(path, ROOT))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,237 @@
+"""The .deb of `make deb` where it runs: Debian trixie booted as PID 1 (systemd 257) with systemd-journald, Debian's
+own patroni 4.0.7 installed first with an instance configuration in /etc/patroni, then ours over it with apt.
+
+The root is .cache/trixie-proof (packaging/build.py proof-root: PostgreSQL 17, as trixie has no 15, and Debian's
+patroni's dependencies, installed; Debian's patroni .deb downloaded), booted through an overlay whose upper layer
+lives in this run's directory: the cached roots are never changed. etcd 3.4 is the machine's (RootDirectory=/host).
+Part of `make test`, and alone `make test-deb`: 2 min 18 s on a fresh machine (the build root, the proof root and
+the .deb made, their .debs downloaded), ~1 min 45 s once cached (the .deb is built each time, ~55 s);
+SDNOTIFY_DEB=build/deb/patroni_..._all.deb uses a .deb already built.
+Skipped, saying why, when the Debian mirror cannot be used.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from realparts import ETCD, ROOT, wait_for, Workdir
+from systemd_harness import etcd_unit, host_dropin, Systemd
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+
+INSTANCE = 'patroni@17-test.service'
+CONFIG = '/etc/patroni/17-test.yml'
+DATA = '/var/lib/postgresql/17/test'
+TRIALS = int(os.environ.get('SDNOTIFY_DEB_TRIALS', '10'))
+CONTROL_TRIALS = 3
+# the result of an HA cycle, as Patroni logs it: ``INFO: <what it did>`` after ``Lock owner: ...; I am node1``
+CYCLE = re.compile(r'INFO: Lock owner: .*; I am node1\n.*INFO: (?!Lock owner)(.+)')
+
+
+def build(what):
+    result = subprocess.run(['/usr/bin/python3', os.path.join(ROOT, 'packaging', 'build.py'), what], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=1500)
+    if result.returncode == 2:
+        pytest.skip('the Debian mirror cannot be used: ' + result.stderr.strip())
+    assert result.returncode == 0, result.stderr
+    return os.path.join(ROOT, result.stdout.strip().splitlines()[-1])
+
+
+def config():
+    return {
+        'scope': 'deb', 'name': 'node1',
+        'restapi': {'listen': '127.0.0.1:8008', 'connect_address': '127.0.0.1:8008'},
+        'etcd3': {'hosts': '127.0.0.1:2379'},
+        'bootstrap': {'dcs': {'ttl': 20, 'loop_wait': 2, 'retry_timeout': 5}},
+        'postgresql': {
+            'listen': '127.0.0.1:5432', 'connect_address': '127.0.0.1:5432', 'data_dir': DATA,
+            'bin_dir': '/usr/lib/postgresql/17/bin', 'pgpass': '/var/lib/postgresql/17/pgpass',
+            'authentication': {'superuser': {'username': 'postgres'}, 'replication': {'username': 'postgres'}},
+            'pg_hba': ['local all all trust', 'host all all 127.0.0.1/32 trust',
+                       'host replication all 127.0.0.1/32 trust'],
+            'parameters': {'unix_socket_directories': '/var/lib/postgresql/17', 'shared_buffers': '16MB',
+                           'max_connections': 20, 'fsync': 'off'},
+        },
+    }
+
+
+@pytest.fixture(scope='module')
+def trixie():
+    if os.geteuid() != 0:
+        pytest.skip('needs root (chroot, mounts, namespaces)')
+    # SDNOTIFY_DEB: a .deb already built by `make deb` (to rerun the test without building again)
+    deb = os.environ.get('SDNOTIFY_DEB') or build('deb')
+    root = build('proof-root')
+    workdir = Workdir()
+    units = {'etcd.service': etcd_unit(ETCD, os.path.join(workdir.path, 'etcd'),
+                                       '/host' + os.path.join(workdir.path, 'etcd.log'))}
+    dropins = {'etcd.service.d/host.conf': host_dropin()}
+    config_file = workdir.file('17-test.yml', json.dumps(config(), indent=1))
+    with Systemd(workdir.path, units, dropins, root=root, journald=True, overlay=True,
+                 instances=[INSTANCE]) as systemd:
+        assert systemd.systemctl('--version').stdout.startswith('systemd 257')
+        assert systemd.systemctl('start', 'etcd.service').returncode == 0
+        systemd.deb, systemd.config_file = '/host' + deb, '/host' + config_file
+        yield systemd
+    workdir.cleanup()
+
+
+def sh(tier, script, timeout=300):
+    """Run *script* as root in the booted root, with the PATH dpkg needs (its sbin tools)."""
+    script = 'export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8\n' + script
+    result = tier.run('/bin/sh', '-ec', script, timeout=timeout, in_root=True)
+    assert result.returncode == 0, script + '\n' + result.stdout + result.stderr
+    return result.stdout
+
+
+def journal(tier):
+    return sh(tier, 'journalctl --no-pager -o cat -t patroni@17-test')
+
+
+def start_reload(tier):
+    """`systemctl start; systemctl reload` back to back; then how the instance is: 'alive' (active, the same main
+    process, never restarted) or 'killed' (its main process ended by a signal, SIGHUP), and the state."""
+    tier.run('/bin/sh', '-c', 'systemctl start {0}; systemctl reload {0}'.format(INSTANCE), in_root=True,
+             timeout=300)
+    # the patched Patroni answers the reload with RELOADING=1 ... READY=1 (systemd shows 'reloading' until then)
+    state = tier.wait_show(INSTANCE, lambda s: s['ActiveState'] != 'reloading', 60, 'the reload answered',
+                           'ActiveState', 'SubState', 'MainPID', 'ExecMainCode', 'ExecMainStatus', 'NRestarts',
+                           'Result')
+    if state['ActiveState'] == 'active' and state['NRestarts'] == '0':
+        return 'alive', state
+    if state['ExecMainCode'] == '2' and state['ExecMainStatus'] == '1':  # CLD_KILLED by SIGHUP
+        return 'killed', state
+    return 'other', state
+
+
+def stop(tier):
+    tier.systemctl('stop', INSTANCE, timeout=300)
+    tier.systemctl('reset-failed', INSTANCE)
+
+
+def test_debian_patroni_under_its_type_simple_unit_is_killed(trixie):
+    """The control: Debian's own patroni 4.0.7, its own template (Type=simple), the same start+reload."""
+    # apt reads local files as its _apt user: from /tmp, not /root
+    sh(trixie, 'cp /root/debs/patroni_*.deb /tmp/\n'
+               'apt-get install -y -q --no-install-recommends /tmp/patroni_4*.deb >/tmp/apt.log 2>&1 '
+               '|| {{ tail -n 20 /tmp/apt.log; exit 1; }}\n'
+               'install -o postgres -g postgres -m 0640 {0} {1}'.format(trixie.config_file, CONFIG))
+    assert trixie.show(INSTANCE, 'Type')['Type'] == 'simple'
+    outcomes = []
+    for _ in range(CONTROL_TRIALS):
+        outcomes.append(start_reload(trixie))
+        stop(trixie)
+    print("Debian's patroni 4.0.7, Type=simple: start+reload back to back: {0}".format(
+        [o for o, _ in outcomes]))
+    assert any(o == 'killed' for o, _ in outcomes), outcomes
+
+
+def running_pids(tier):
+    """(Patroni's main PID, the postmaster's PID) of the instance, as the harness's PID namespace numbers them."""
+    main = tier.show(INSTANCE, 'MainPID')['MainPID']
+    postmaster = sh(tier, 'head -n 1 {0}/postmaster.pid 2>/dev/null || true'.format(DATA)).strip()
+    return main, postmaster
+
+
+def test_our_deb_installs_over_debians_without_restarting_it(trixie):
+    """Debian's Patroni running (its Type=simple unit, a new cluster bootstrapped), then our .deb installed over it
+    with apt: the same Patroni and postmaster still run (no restart on upgrade), the configuration is byte for byte
+    the same, systemd has our Type=notify template loaded, everything in Debian's places, no python3-systemd."""
+    before = sh(trixie, 'cat ' + CONFIG)
+    assert trixie.systemctl('start', INSTANCE).returncode == 0
+    wait_for(lambda: trixie.run('test', '-f', DATA + '/postmaster.pid', in_root=True).returncode == 0 and
+             trixie.http_json('http://127.0.0.1:8008/patroni') and
+             trixie.http_json('http://127.0.0.1:8008/patroni').get('state') == 'running', 120,
+             "Debian's Patroni running its PostgreSQL\n" + journal(trixie)[-2000:])
+    old = running_pids(trixie)
+    assert old[0] != '0' and old[1], old
+    try:
+        sh(trixie, 'cp {0} /tmp/ours.deb\napt-get install -y -q --no-install-recommends /tmp/ours.deb >/tmp/apt.log '
+                   '2>&1 || {{ tail -n 20 /tmp/apt.log; exit 1; }}'.format(trixie.deb))
+        # still the same processes: the upgrade neither stopped nor restarted Patroni, nor PostgreSQL
+        assert running_pids(trixie) == old
+        assert trixie.show(INSTANCE, 'ActiveState')['ActiveState'] == 'active'
+    finally:
+        stop(trixie)
+    version = sh(trixie, "dpkg-query -W -f '${Version}' patroni")
+    assert re.match(r'^\d+\.\d+\.\d+-0sdnotify\d+$', version), version
+    assert sh(trixie, 'cat ' + CONFIG) == before
+    assert 'python3-systemd' not in sh(trixie, "dpkg-query -W -f '${Depends} ${Recommends}' patroni")
+    assert trixie.run('dpkg-query', '-W', 'python3-systemd', in_root=True).returncode != 0
+    assert trixie.run('python3', '-c', 'import systemd', in_root=True).returncode != 0
+    # Debian's places: units, console scripts, docs (NEWS.Debian says: no restart on upgrade)
+    sh(trixie, 'test -x /usr/bin/patroni && test -x /usr/bin/patronictl'
+               ' && test -f /usr/lib/systemd/system/patroni.service'
+               ' && zgrep -q "does not stop, start or restart Patroni" /usr/share/doc/patroni/NEWS.Debian.gz'
+               ' && test -f /usr/share/doc/patroni/README.Debian'
+               ' && test -f /usr/share/doc/patroni/examples/notify-reload.conf')
+    # the template loaded without a manual daemon-reload, keeping what Debian's template gives an instance
+    state = trixie.show(INSTANCE, 'Type', 'FragmentPath', 'SyslogIdentifier', 'EnvironmentFiles', 'RuntimeDirectory',
+                        'ConditionResult', 'User', 'ExecStart', 'NotifyAccess')
+    assert state['Type'] == 'notify' and state['FragmentPath'] == '/usr/lib/systemd/system/patroni@.service', state
+    assert state['SyslogIdentifier'] == 'patroni@17-test' and state['User'] == 'postgres', state
+    # one EnvironmentFiles= line per file: Debian's shared env.conf first
+    files = sh(trixie, 'systemctl show -p EnvironmentFiles ' + INSTANCE).splitlines()
+    assert files[0] == 'EnvironmentFiles=/etc/patroni/env.conf (ignore_errors=yes)', files
+    assert state['RuntimeDirectory'] == 'postgresql/17-test.pg_stat_tmp', state
+    assert 'path=/usr/bin/patroni ; argv[]=/usr/bin/patroni /etc/patroni/17-test.yml' in state['ExecStart'], state
+    # and nothing started it again
+    assert trixie.show(INSTANCE, 'ActiveState')['ActiveState'] == 'inactive'
+
+
+def test_start_is_ready_after_the_first_ha_cycle_in_the_journal(trixie):
+    result = trixie.systemctl('start', INSTANCE, timeout=300)
+    try:
+        assert result.returncode == 0, result.stderr + trixie.run(
+            'journalctl', '--no-pager', '-n', '60', in_root=True).stdout + trixie.systemctl(
+            'status', 'systemd-journald.service').stdout
+        # systemctl start returned: READY=1 came, and only after a cycle had ended
+        logged = journal(trixie)
+        assert CYCLE.search(logged), logged[-3000:]
+        state = trixie.show(INSTANCE, 'ActiveState', 'SubState', 'StatusText', 'NRestarts')
+        assert state['ActiveState'] == 'active' and state['SubState'] == 'running', state
+        assert state['StatusText'], state
+        print('StatusText={0}'.format(state['StatusText']))
+        assert trixie.run('python3', '-c', 'import systemd', in_root=True).returncode != 0
+    finally:
+        stop(trixie)
+
+
+def test_start_reload_back_to_back_survives(trixie):
+    outcomes = []
+    for _ in range(TRIALS):
+        outcomes.append(start_reload(trixie))
+        stop(trixie)
+    print('patroni {0}, Type=notify: start+reload back to back: {1}'.format(
+        'sdnotify', [o for o, _ in outcomes]))
+    assert [o for o, _ in outcomes] == ['alive'] * TRIALS, [s for _, s in outcomes]
+
+
+def test_remove_keeps_configuration_and_data(trixie):
+    sh(trixie, 'test -f {0}/PG_VERSION'.format(DATA))
+    sh(trixie, 'apt-get remove -y -q patroni >/tmp/apt.log 2>&1 || { tail -n 20 /tmp/apt.log; exit 1; }')
+    assert trixie.run('test', '-e', '/usr/bin/patroni', in_root=True).returncode != 0
+    sh(trixie, 'test -f {0} && test -f {1}/PG_VERSION'.format(CONFIG, DATA))
+
+
+def test_missing_build_dependency_is_one_line(trixie):
+    """A Build-Depends that trixie cannot satisfy: one line naming it, and the build root's record of what it holds
+    unchanged (nothing installed). The control: the real Build-Depends, satisfied (the fixture built the .deb)."""
+    sys.path.insert(0, os.path.join(ROOT, 'packaging'))
+    import build as packaging_build
+    stamp = os.path.join(packaging_build.BUILD_ROOT, '.sdnotify-build-depends')
+    with open(stamp) as f:
+        before = f.read()
+    depends = packaging_build.build_depends(packaging_build.read(os.path.join(ROOT, 'packaging', 'debian',
+                                                                              'control')))
+    with pytest.raises(packaging_build.Error) as failure:
+        packaging_build.build_root(depends + ', python3-sdnotify-no-such-package', packaging_build.BUILD)
+    message = str(failure.value)
+    assert '\n' not in message and message.startswith('missing build dependency'), message
+    assert 'python3-sdnotify-no-such-package' in message, message
+    with open(stamp) as f:
+        assert f.read() == before
