@@ -7,7 +7,7 @@ EXTRAS ?= etcd3,psycopg2-binary
 STEP_TIMEOUT ?= 600
 PIP = timeout $(STEP_TIMEOUT) $(VENV)/bin/pip install --quiet --disable-pip-version-check
 
-.PHONY: install test deps demo results upstream-suite deb deb-source rpm test-deb
+.PHONY: install test deps demo results upstream-suite pr-map deb deb-source rpm test-deb
 
 install:
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -60,3 +60,20 @@ rpm:
 # once they are cached
 test-deb: deps
 	$(VENV)/bin/python -m pytest tests/test_deb.py
+
+# the pull requests: the series cut into one PR per concern (bench/pr_map.sh), upstream's flake8, isort, unit suite and
+# pyright on each prefix, the table of docs/upstreaming.md:
+#   make pr-map UPSTREAM=/path/to/a/clone/of/patroni [REF=commit] [PY=python3] [PR_AUTHOR="Name <address>" PR_OUT=dir]
+# with a real PR_AUTHOR and PR_OUT, the clean commits of each PR are written to PR_OUT/prN-<name>/ (git format-patch)
+PYRIGHT_VERSION = 1.1.411
+.cache/pyright/node_modules/.bin/pyright:
+	mkdir -p .cache/pyright
+	cd .cache/pyright && timeout $(STEP_TIMEOUT) npm install --silent --no-audit --no-fund pyright@$(PYRIGHT_VERSION)
+
+pr-map: .cache/pyright/node_modules/.bin/pyright
+	test -n "$(UPSTREAM)" || (echo 'make pr-map: set UPSTREAM to a clone of upstream Patroni' >&2; exit 2)
+	mkdir -p docs/results
+	PR_AUTHOR="$(PR_AUTHOR)" PR_OUT="$(PR_OUT)" bench/pr_map.sh $(UPSTREAM) $(or $(REF),HEAD) $(or $(PY),$(PYTHON)) \
+	  > docs/results/pr_map.txt.tmp
+	mv docs/results/pr_map.txt.tmp docs/results/pr_map.txt
+	cat docs/results/pr_map.txt

@@ -26,7 +26,9 @@ git config user.name patroni-sdnotify && git config user.email patroni-sdnotify@
 echo "upstream $(git log -1 --format='%H (%s)')"
 "$PYTHON" -m venv "$TMP/venv"
 PIP="timeout $T $TMP/venv/bin/pip install --quiet --disable-pip-version-check"
-$PIP -r requirements.txt -r requirements.dev.txt psycopg2-binary flake8 isort >/dev/null
+$PIP --upgrade pip >/dev/null  # the pip of an old venv (3.6) knows no manylinux2014 wheel and builds from source
+$PIP -r requirements.txt -r requirements.dev.txt psycopg2-binary >/dev/null
+$PIP flake8 isort >/dev/null  # apart: the pip of Python 3.6 refuses a requirement given twice
 echo "python $("$TMP/venv/bin/python" -c 'import platform; print(platform.python_version())')"
 
 checks() {

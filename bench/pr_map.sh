@@ -1,0 +1,147 @@
+#!/bin/bash
+# The pull requests: patches/series cut into one PR per concern, each PR a prefix of the series on upstream's master,
+# and upstream's own checks (flake8, isort, the unit suite, pyright strict) on every prefix.
+#
+#   bench/pr_map.sh UPSTREAM [REF] [PYTHON]
+#
+# UPSTREAM: a clone of upstream Patroni (work tree or bare); REF: its commit (default HEAD); PYTHON: the interpreter of
+# the venvs (default python3). In a temporary clone it applies the series with `git am -3`, PR after PR (the map is
+# PRS below; a patch of patches/upstream-only/, upstream's docs/ and extras/, goes with the PR marked "+docs:<its
+# number>"), turns each patch into a clean upstream commit (the DEP-3 fields Forwarded:, Last-Update:, Origin:,
+# Applied-Upstream: dropped,
+# "Bug: <url>" written as upstream writes it, "Ref: #N"), and after each PR runs upstream's checks as its CI does:
+# flake8 and isort with tox.ini, `pytest tests` in a venv of requirements.txt + requirements.dev.txt, and pyright
+# (PYRIGHT, default .cache/pyright/node_modules/.bin/pyright, `npm install pyright@1.1.411` there: the version of
+# upstream's workflow) against a venv of requirements.txt psycopg2-binary psycopg, as upstream's pyright job
+# (PR_PYRIGHT=no skips it, e.g. for a second interpreter: pyright checks for pyrightconfig.json's pythonVersion).
+# It prints a Markdown table (docs/upstreaming.md quotes it).
+#
+# The commits' author is PR_AUTHOR ("Name <address>") or, if unset, `git config user.name`/`user.email`. An address
+# under .invalid, .example, .test or localhost is no one's: the checks still run, with that placeholder in the
+# temporary clone only, but nothing is written out. With a real author and PR_OUT=dir, each PR's commits are written
+# as `git format-patch` files to dir/prN-<name>/, ready to push or mail.
+set -euo pipefail
+UPSTREAM=${1:?usage: bench/pr_map.sh UPSTREAM [REF] [PYTHON]}
+REF=${2:-HEAD}
+PYTHON=${3:-python3}
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+T=${SDNOTIFY_STEP_TIMEOUT:-600}
+PYRIGHT=${PYRIGHT:-$HERE/.cache/pyright/node_modules/.bin/pyright}
+PR_PYRIGHT=${PR_PYRIGHT:-yes}  # no: skip pyright (it checks for pyrightconfig.json's pythonVersion, not PYTHON's)
+
+# name|patch numbers (a range of patches/series)|concern; in series order, each PR on top of the previous ones
+PRS=(
+    "reload-while-initdb|0001-0001|a reload writes no file while the data directory is created (initdb/basebackup)"
+    "early-sighup|0002-0002|a SIGHUP from the first instant of the daemon is a reload, not a kill"
+    "notifier|0003-0005|no READY=1 re-assert after a stop (#3590); built-in sd_notify; READY=1 after the first cycle"
+    "prompt-reload|0006-0006|a SIGHUP cuts the loop_wait nap short"
+    "status|0007-0007|STATUS="
+    "watchdog-stop|0008-0011|+docs:0001 WatchdogSec= (opt-in), stop-timeout extension; lost notifications sent again"
+    "reload-wait|0012-0012|after pg_ctl reload, wait for pg_conf_load_time() instead of a second"
+    "reload-answer|0013-0013|+docs:0002 POST /reload {\"timeout\": N} and patronictl reload --wait answer when it is over"
+)
+
+author=${PR_AUTHOR:-}
+if [ -z "$author" ]; then
+    name=$(git -C "$HERE" config user.name || true)
+    email=$(git -C "$HERE" config user.email || true)
+    [ -n "$name" ] && [ -n "$email" ] && author="$name <$email>"
+fi
+real_author=yes
+case "$author" in
+    ''|*'.invalid>'|*'.example>'|*'.test>'|*'@localhost>'|*'.localhost>') real_author=no ;;
+esac
+if [ "$real_author" = no ]; then
+    echo "pr_map: no real author (set PR_AUTHOR=\"Name <address>\"): running the checks only, writing nothing" >&2
+    author='nobody <nobody@invalid>'
+    [ -z "${PR_OUT:-}" ] || { echo "pr_map: PR_OUT needs a real author" >&2; exit 2; }
+fi
+[ "$PR_PYRIGHT" = no ] || [ -x "$PYRIGHT" ] || { echo "pr_map: no pyright at $PYRIGHT (npm install pyright@1.1.411 in .cache/pyright)" >&2; exit 2; }
+
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+git clone --quiet --no-checkout "$UPSTREAM" "$TMP/up"
+cd "$TMP/up"
+git -c advice.detachedHead=false checkout --quiet "$(git -C "$UPSTREAM" rev-parse "$REF")"
+aname=${author% <*}; aemail=${author##*<}; aemail=${aemail%>}
+git config user.name "$aname" && git config user.email "$aemail"
+base=$(git rev-parse HEAD)
+
+PIP="timeout --foreground $T"
+"$PYTHON" -m venv "$TMP/venv" && "$PYTHON" -m venv "$TMP/venv-pyright"
+for v in venv venv-pyright; do
+    $PIP "$TMP/$v/bin/pip" install --quiet --disable-pip-version-check --upgrade pip >/dev/null
+done
+$PIP "$TMP/venv/bin/pip" install --quiet --disable-pip-version-check -r requirements.txt -r requirements.dev.txt \
+    psycopg2-binary >/dev/null
+$PIP "$TMP/venv/bin/pip" install --quiet --disable-pip-version-check flake8 isort >/dev/null
+$PIP "$TMP/venv-pyright/bin/pip" install --quiet --disable-pip-version-check -r requirements.txt psycopg2-binary \
+    psycopg >/dev/null
+
+echo "upstream $(git log -1 --format='%H (%s)'), python $("$TMP/venv/bin/python" -c \
+    'import platform; print(platform.python_version())'), $("$PYRIGHT" --version)"
+echo
+echo "| PR | patches | concern | commits | flake8 | isort | pytest | pyright |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+
+checks() {  # the cells of one row
+    local f8 is py pr out
+    if "$TMP/venv/bin/python" -m flake8 --config tox.ini patroni tests >"$TMP/flake8" 2>&1; then f8=clean
+    else f8="$(wc -l <"$TMP/flake8") findings"; fi
+    if "$TMP/venv/bin/python" -m isort --settings-path tox.ini --check-only patroni tests >"$TMP/isort" 2>&1; then
+        is=clean
+    else is="$(grep -c ERROR "$TMP/isort") files"; fi
+    out=$(timeout 1800 "$TMP/venv/bin/python" -m pytest tests -q -p no:cacheprovider 2>&1 || true)
+    py=$(printf '%s\n' "$out" | tail -1 | sed -e 's/^=* *//' -e 's/ in [0-9.]*s.*//')
+    if [ "$PR_PYRIGHT" = no ]; then
+        pr='not run (PR_PYRIGHT=no)'
+    else
+        out=$(timeout 1800 "$PYRIGHT" --pythonpath "$TMP/venv-pyright/bin/python" 2>&1 || true)
+        pr=$(printf '%s\n' "$out" | grep -E '[0-9]+ errors?, [0-9]+ warnings?' | tail -1 | sed 's/ *$//')
+    fi
+    echo "$f8 | $is | $py | ${pr:-pyright did not run}"
+}
+
+# the clean message of one commit: DEP-3 fields out, Bug: as upstream's "Ref: #N"
+clean_message() {
+    git log -1 --format=%B | sed -E \
+        -e '/^(Forwarded|Last-Update|Origin|Applied-Upstream|Bug-[A-Za-z]+):/d' \
+        -e 's,^Bug: https://github.com/patroni/patroni/(issues|pull)/([0-9]+)$,Ref: #\2,' \
+        -e 's,^Bug: ,Ref: ,' | sed -e :a -e '/^\n*$/{$d;N;ba' -e '}'
+}
+
+echo "| master | | | | $(checks) |"
+mapfile -t series < <(grep -v -e '^#' -e '^$' "$HERE/patches/series" | awk '{print $1}')
+n=0
+for pr in "${PRS[@]}"; do
+    n=$((n + 1))
+    IFS='|' read -r name range concern <<<"$pr"
+    first=${range%-*}; last=${range#*-}
+    files=()
+    for p in "${series[@]}"; do
+        num=${p%%-*}
+        if [ "$((10#$num))" -ge "$((10#$first))" ] && [ "$((10#$num))" -le "$((10#$last))" ]; then
+            files+=("$HERE/patches/$p")
+        fi
+    done
+    case "$concern" in '+docs:'*) docs=${concern%% *}; docs=${docs#+docs:}; concern=${concern#* }
+                                   files+=("$HERE"/patches/upstream-only/"$docs"-*.patch)
+                                   range="$range + upstream-only $docs" ;; esac
+    start=$(git rev-parse HEAD)
+    for f in "${files[@]}"; do
+        git am --quiet -3 "$f"
+        GIT_COMMITTER_NAME="$aname" GIT_COMMITTER_EMAIL="$aemail" \
+            git commit --quiet --amend --author="$author" -F <(clean_message)
+    done
+    if grep -qE '^(Forwarded|Last-Update):' <(git log --format=%B "$start..HEAD"); then
+        echo "pr_map: a DEP-3 field is left in $name" >&2; exit 1
+    fi
+    echo "| $n $name | $range | $concern | $(git rev-list --count "$start..HEAD") | $(checks) |"
+    if [ -n "${PR_OUT:-}" ]; then
+        mkdir -p "$PR_OUT/pr$n-$name"
+        git format-patch --quiet --zero-commit --no-signature --full-index -o "$PR_OUT/pr$n-$name" "$start..HEAD"
+    fi
+done
+echo
+echo "$(git rev-list --count "$base..HEAD") commits on $(git rev-parse --short "$base"), authored by" \
+    "$([ "$real_author" = yes ] && echo "$author" || echo 'a placeholder (no PR_AUTHOR): nothing written')"
