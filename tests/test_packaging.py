@@ -25,7 +25,9 @@ pytestmark = pytest.mark.timeout(300)
 
 PYTHON = '/usr/bin/python3'
 # the patch whose context is damaged in the bad-input tests, and a line of its context (in patroni/daemon.py)
-BROKEN = '0004-Send-READY-1-after-the-first-HA-cycle-and-keep-the-n.patch'
+# a patch of the series with a context line in patroni/daemon.py, found by its title (numbers move)
+BROKEN = next(os.path.basename(p) for p in patchqueue.read_series(ROOT)
+              if 'Send-READY-1-after-the-first-HA-cycle' in p)
 
 
 def sha256(path):
