@@ -61,6 +61,10 @@ class Error(Exception):
         self.code = code
 
 
+# the configuration file of Debian's patroni.service
+DEBIAN_CONFIG = '/etc/patroni/config.yml'
+
+
 def pin() -> patchqueue.Pin:
     return patchqueue.Pin(ROOT)
 
@@ -127,7 +131,12 @@ def source(out: str = os.path.join(BUILD, 'deb')) -> str:
     shutil.copyfile(os.path.join(ROOT, 'patches', 'series'), os.path.join(debian, 'patches', 'series'))
     scripts = os.path.join(ROOT, 'extras', 'startup_scripts')
     for unit in UNITS:
-        shutil.copyfile(os.path.join(scripts, unit), os.path.join(debian, unit))
+        # Debian's patroni.service reads /etc/patroni/config.yml; ours replaces it at the same path, so it must too
+        # (with /etc/patroni/patroni.yml every existing node would be skipped by ConditionPathExists at its restart)
+        with open(os.path.join(scripts, unit)) as f:
+            text = f.read().replace('/etc/patroni/patroni.yml', DEBIAN_CONFIG)
+        with open(os.path.join(debian, unit), 'w') as f:
+            f.write(text)
     os.makedirs(os.path.join(debian, 'startup_scripts'))
     for name in sorted(os.listdir(scripts)):
         if name not in UNITS:

@@ -96,10 +96,14 @@ def test_source_package_is_the_sdist_and_the_series(project):
         with open(patch, 'rb') as f:
             assert members['debian/patches/' + os.path.basename(patch)] == f.read(), patch
     assert len([m for m in members if m.startswith('debian/patches/')]) == len(patchqueue.read_series(ROOT)) + 1
-    # the units are this project's, as Debian's dh_installsystemd takes them (debian/<unit>)
-    for unit in ('patroni.service', 'patroni@.service'):
-        with open(os.path.join(ROOT, 'extras', 'startup_scripts', unit), 'rb') as f:
-            assert members['debian/' + unit] == f.read()
+    # the units are this project's, as Debian's dh_installsystemd takes them (debian/<unit>); patroni.service reads
+    # the file Debian's reads, /etc/patroni/config.yml: it replaces Debian's unit on every node that has it enabled
+    with open(os.path.join(ROOT, 'extras', 'startup_scripts', 'patroni@.service'), 'rb') as f:
+        assert members['debian/patroni@.service'] == f.read()
+    unit = members['debian/patroni.service'].decode()
+    assert 'ConditionPathExists=/etc/patroni/config.yml' in unit, unit
+    assert 'ExecStart=/usr/bin/patroni /etc/patroni/config.yml' in unit, unit
+    assert 'patroni.yml' not in unit, unit
     # and the version sorts above Debian's own (trixie) and below PGDG's of the same upstream (docs/packaging.md)
     for other, relation in (('4.0.7-3~deb13u1', 'gt'), ('4.1.5-1.pgdg130+1', 'lt')):
         assert subprocess.run(['dpkg', '--compare-versions', version, relation, other], timeout=10).returncode == 0
