@@ -138,6 +138,7 @@ def source(out: str = os.path.join(BUILD, 'deb')) -> str:
         with open(os.path.join(debian, unit), 'w') as f:
             f.write(text)
     os.makedirs(os.path.join(debian, 'startup_scripts'))
+    shutil.copytree(debian_integration(), os.path.join(debian, 'debian-patroni'))
     for name in sorted(os.listdir(scripts)):
         if name not in UNITS:
             shutil.copyfile(os.path.join(scripts, name), os.path.join(debian, 'startup_scripts', name))
@@ -203,6 +204,40 @@ def build_root(depends: str, out: str) -> None:
         raise Error('missing build dependency (not installable from trixie): ' + ('; '.join(unmet) or lines[-1]))
     with open(stamp, 'w') as f:
         f.write(wanted)
+
+
+# Debian's postgresql-common integration, carried over from Debian's own patroni package (which an installation of
+# ours replaces): without them a configuration made by pg_createconfig_patroni can neither bootstrap (method
+# pg_createcluster) nor create replicas (pg_clonecluster). Paths in Debian's .deb; /etc ones become conffiles.
+DEBIAN_PATRONI = '4.0.7-3~deb13u1'
+INTEGRATION = ['usr/bin/pg_createconfig_patroni', 'usr/share/patroni/pg_createcluster_patroni',
+               'usr/share/patroni/pg_clonecluster_patroni', 'etc/patroni/config.yml.in', 'etc/patroni/dcs.yml']
+
+
+def debian_integration() -> str:
+    """The files of :data:`INTEGRATION`, taken from Debian's patroni :data:`DEBIAN_PATRONI` (downloaded once with
+    the build root's apt), kept in .cache/debian-patroni-<version>/; returns that directory."""
+    cache = os.path.join(ROOT, '.cache', 'debian-patroni-' + DEBIAN_PATRONI)
+    if os.path.isdir(cache):
+        return cache
+    tmp = cache + '.tmp'
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    build_root(build_depends(read(os.path.join(HERE, 'debian', 'control'))), tmp)
+    result = in_root('cd /build && apt-get download -q patroni={0} >/dev/null'.format(DEBIAN_PATRONI), tmp)
+    debs = [n for n in os.listdir(tmp) if n.startswith('patroni_') and n.endswith('.deb')]
+    if result.returncode != 0 or not debs:
+        raise Error("Debian's patroni {0} cannot be downloaded: {1}".format(
+            DEBIAN_PATRONI, (result.stdout.strip().splitlines() or ['?'])[-1]))
+    subprocess.run(['dpkg-deb', '-x', os.path.join(tmp, debs[0]), os.path.join(tmp, 'deb')], check=True,
+                   timeout=STEP)
+    for path in INTEGRATION:
+        target = os.path.join(tmp, 'files', path)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copy2(os.path.join(tmp, 'deb', path), target)
+    os.rename(os.path.join(tmp, 'files'), cache)
+    shutil.rmtree(tmp)
+    return cache
 
 
 PROOF_ROOT = os.path.join(ROOT, '.cache', SUITE + '-proof')
@@ -314,11 +349,13 @@ def rpm(out: str = os.path.join(BUILD, 'rpm')) -> str:
 
 
 def main(argv: List[str]) -> int:
-    if len(argv) != 1 or argv[0] not in ('source', 'deb', 'rpm', 'proof-root'):
-        sys.stderr.write('usage: packaging/build.py source|deb|rpm|proof-root\n')
+    commands = {'source': source, 'deb': deb, 'rpm': rpm, 'proof-root': proof_root,
+                'debian-integration': debian_integration}
+    if len(argv) != 1 or argv[0] not in commands:
+        sys.stderr.write('usage: packaging/build.py {0}\n'.format('|'.join(commands)))
         return 1
     try:
-        path = {'source': source, 'deb': deb, 'rpm': rpm, 'proof-root': proof_root}[argv[0]]()
+        path = commands[argv[0]]()
     except Error as e:
         sys.stderr.write('packaging/build.py: error: {0}\n'.format(e))
         return e.code

@@ -169,6 +169,13 @@ def test_our_deb_installs_over_debians_without_restarting_it(trixie):
                ' && zgrep -q "does not stop, start or restart Patroni" /usr/share/doc/patroni/NEWS.Debian.gz'
                ' && test -f /usr/share/doc/patroni/README.Debian'
                ' && test -f /usr/share/doc/patroni/examples/notify-reload.conf')
+    # Debian's postgresql-common integration is still there (configurations made by pg_createconfig_patroni call it)
+    sh(trixie, 'test -x /usr/bin/pg_createconfig_patroni && test -x /usr/share/patroni/pg_createcluster_patroni'
+               ' && test -x /usr/share/patroni/pg_clonecluster_patroni && test -f /etc/patroni/config.yml.in'
+               ' && test -f /etc/patroni/dcs.yml && dpkg -S /usr/share/patroni/pg_clonecluster_patroni'
+               ' | grep -q "^patroni: "')
+    # patroni.service reads Debian's /etc/patroni/config.yml
+    assert 'ConditionPathExists=/etc/patroni/config.yml' in sh(trixie, 'cat /usr/lib/systemd/system/patroni.service')
     # the template loaded without a manual daemon-reload, keeping what Debian's template gives an instance
     state = trixie.show(INSTANCE, 'Type', 'FragmentPath', 'SyslogIdentifier', 'EnvironmentFiles', 'RuntimeDirectory',
                         'ConditionResult', 'User', 'ExecStart', 'NotifyAccess')

@@ -48,6 +48,13 @@ def project(tmp_path):
             shutil.copy2(os.path.join(ROOT, name), str(dest))
     sdist = patchqueue.obtain_sdist(ROOT, patchqueue.Pin(ROOT))
     env = dict(os.environ, PATRONI_SDIST=sdist, PATH='/usr/sbin:/usr/bin:/sbin:/bin')
+    # Debian's integration files, taken once from Debian's patroni package (in the build root, with the mirror)
+    made = subprocess.run([PYTHON, 'packaging/build.py', 'debian-integration'], cwd=ROOT, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=900)
+    if made.returncode == 2:
+        pytest.skip('the Debian mirror cannot be used: ' + made.stderr.strip())
+    assert made.returncode == 0, made.stderr
+    shutil.copytree(os.path.join(ROOT, made.stdout.strip()), str(copy / made.stdout.strip()))
     return str(copy), env
 
 
@@ -100,6 +107,10 @@ def test_source_package_is_the_sdist_and_the_series(project):
     # the file Debian's reads, /etc/patroni/config.yml: it replaces Debian's unit on every node that has it enabled
     with open(os.path.join(ROOT, 'extras', 'startup_scripts', 'patroni@.service'), 'rb') as f:
         assert members['debian/patroni@.service'] == f.read()
+    # Debian's postgresql-common integration, carried over from Debian's patroni (installed by debian/patroni.install)
+    for path in ('usr/bin/pg_createconfig_patroni', 'usr/share/patroni/pg_createcluster_patroni',
+                 'usr/share/patroni/pg_clonecluster_patroni', 'etc/patroni/config.yml.in', 'etc/patroni/dcs.yml'):
+        assert 'debian/debian-patroni/' + path in members, path
     unit = members['debian/patroni.service'].decode()
     assert 'ConditionPathExists=/etc/patroni/config.yml' in unit, unit
     assert 'ExecStart=/usr/bin/patroni /etc/patroni/config.yml' in unit, unit
