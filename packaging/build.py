@@ -19,7 +19,7 @@ import shutil
 import subprocess
 import sys
 
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -98,6 +98,14 @@ def patch_failure(output: str) -> Optional[str]:
     return 'patches/{0} no longer applies: {1}: {2}'.format(names[-1], where, fail.group(0).strip().rstrip('.'))
 
 
+def sdist_and_series(p: patchqueue.Pin) -> Tuple[str, List[str]]:
+    """The pinned sdist (fetched and checked if need be) and the patches of patches/series, in order."""
+    try:
+        return patchqueue.obtain_sdist(ROOT, p), patchqueue.read_series(ROOT)
+    except patchqueue.BuildError as e:
+        raise Error(str(e))
+
+
 def source(out: str = os.path.join(BUILD, 'deb')) -> str:
     """The 3.0 (quilt) source package in *out*; returns the path of its .dsc."""
     need('dpkg-source', 'dpkg-dev', 'the source package')
@@ -108,11 +116,7 @@ def source(out: str = os.path.join(BUILD, 'deb')) -> str:
     if not top or top.group(1) != version:
         raise Error('packaging/debian/changelog starts with {0}, but upstream.cfg makes {1}: add a changelog entry'
                     .format(top.group(1) if top else 'no entry', version))
-    try:
-        sdist = patchqueue.obtain_sdist(ROOT, p)
-        patches = patchqueue.read_series(ROOT)
-    except patchqueue.BuildError as e:
-        raise Error(str(e))
+    sdist, patches = sdist_and_series(p)
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
     orig = os.path.join(out, 'patroni_{0}.orig.tar.gz'.format(p.version))
@@ -315,11 +319,7 @@ def rpm(out: str = os.path.join(BUILD, 'rpm')) -> str:
     """A noarch RPM built with rpmbuild from the sdist, the series and the units; returns its path."""
     need('rpmbuild', 'rpm', 'the RPM')
     p = pin()
-    try:
-        sdist = patchqueue.obtain_sdist(ROOT, p)
-        patches = patchqueue.read_series(ROOT)
-    except patchqueue.BuildError as e:
-        raise Error(str(e))
+    sdist, patches = sdist_and_series(p)
     shutil.rmtree(out, ignore_errors=True)
     sources = os.path.join(out, 'SOURCES')
     os.makedirs(sources)
