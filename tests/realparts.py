@@ -20,7 +20,7 @@ import time
 import urllib.error
 import urllib.request
 
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ETCD = os.path.join(ROOT, '.cache', 'etcd', 'usr', 'bin', 'etcd')
@@ -337,6 +337,17 @@ class Patroni(object):
                 pass
 
 
+def paced(count: int, interval: float) -> Iterator[int]:
+    """0 .. *count* - 1, the i-th yielded *i* × *interval* seconds after the first: the pace of a storm (a rate to
+    keep, not a synchronisation)."""
+    start = time.monotonic()
+    for i in range(count):
+        delay = start + i * interval - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        yield i
+
+
 def post_reload(node: 'Patroni', body: Optional[Dict[str, Any]] = None,
                 timeout: float = 60) -> Tuple[int, Any, float]:
     """POST /reload to *node*; (HTTP status, the decoded JSON answer or the text, seconds it took)."""
@@ -377,10 +388,7 @@ def reload_storm(node: 'Patroni', body: Optional[Dict[str, Any]]) -> Tuple[List[
     watching = threading.Thread(target=watcher)
     watching.start()
     start = time.monotonic()
-    for i in range(1000):
-        delay = start + i / 1000.0 - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)  # the storm's pace (1 ms apart), not a synchronisation
+    for i in paced(1000, 0.001):
         node.proc.send_signal(signal.SIGHUP)
         if i % 10 == 0:
             callers[i // 10].start()

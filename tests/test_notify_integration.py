@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from realparts import Etcd, NotifyListener, Patroni, sighup_safe, wait_for, Workdir
+from realparts import Etcd, NotifyListener, paced, Patroni, sighup_safe, wait_for, Workdir
 
 pytestmark = pytest.mark.slow
 
@@ -203,10 +203,7 @@ def test_sighup_storm(node, listener, when):
         manager.wait('READY=1')
         n.wait_running()
     start = time.monotonic()
-    for i in range(1000):
-        delay = start + i / 1000.0 - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)  # the storm's pace (1 ms apart), not a synchronisation
+    for i in paced(1000, 0.001):
         if i % 100 == 99:
             n.write_config(tags={'storm': str(i)})
         proc.send_signal(signal.SIGHUP)
