@@ -36,9 +36,10 @@ PRS=(
     "notifier|0003-0005|no READY=1 re-assert after a stop (#3590); built-in sd_notify; READY=1 after the first cycle"
     "prompt-reload|0006-0006|a SIGHUP cuts the loop_wait nap short"
     "status|0007-0007|STATUS="
-    "watchdog-stop|0008-0011|+docs:0001 WatchdogSec= (opt-in), stop-timeout extension; lost notifications sent again"
-    "reload-wait|0012-0012|after pg_ctl reload, wait for pg_conf_load_time() instead of a second"
-    "reload-answer|0013-0013|+docs:0002 POST /reload {\"timeout\": N} and patronictl reload --wait answer when it is over"
+    "watchdog|0008-0009|WatchdogSec= (opt-in): pinged by the HA loop, and during a stop of PostgreSQL that progresses"
+    "stop-extension|0010-0010|+docs:0001 PATRONI_STOP_TIMEOUT_MAX (opt-in): the stop timeout extended while a shutdown progresses"
+    "reload-wait|0011-0011|after pg_ctl reload, wait for pg_conf_load_time() instead of a second"
+    "reload-answer|0012-0012|+docs:0002 POST /reload {\"timeout\": N} and patronictl reload --wait answer when it is over"
 )
 
 author=${PR_AUTHOR:-}
@@ -129,7 +130,7 @@ for pr in "${PRS[@]}"; do
                                    range="$range + upstream-only $docs" ;; esac
     start=$(git rev-parse HEAD)
     for f in "${files[@]}"; do
-        git am --quiet -3 "$f"
+        git am --quiet -3 -C1 "$f"
         GIT_COMMITTER_NAME="$aname" GIT_COMMITTER_EMAIL="$aemail" \
             git commit --quiet --amend --author="$author" -F <(clean_message)
     done

@@ -55,6 +55,6 @@ while read -r p _; do
     case "$p" in ''|'#'*) continue ;; esac
     series+=("$HERE/patches/$p")
 done <"$HERE/patches/series"
-git am --quiet -3 "${series[@]}" "$HERE"/patches/upstream-only/*.patch
+git am --quiet -3 -C1 "${series[@]}" "$HERE"/patches/upstream-only/*.patch
 echo "REF + patches/series (${#series[@]} patches) + patches/upstream-only:"
 checks
