@@ -365,6 +365,32 @@ def test_slow_stop_is_extended_while_postgres_works(harness):
         harness.systemctl('stop', 'patroni.service')
 
 
+def test_slow_stop_is_not_extended_without_the_opt_in(harness):
+    """The control of the test above, the same unit and backlog: without PATRONI_STOP_TIMEOUT_MAX (the extension is
+    opt-in; the shipped units set it) the stop ends at TimeoutStopSec=3, as with upstream's unit."""
+    node = harness.patched
+    node.write(parameters={'archive_mode': 'on', 'archive_command': 'sleep 1'})
+    path = dropin(harness, 'stop.conf', '[Service]\nTimeoutStopSec=3\nUnsetEnvironment=PATRONI_STOP_TIMEOUT_MAX\n')
+    try:
+        assert harness.systemctl('start', 'patroni.service').returncode == 0
+        leader_running(harness, node)
+        backlog = wal_backlog(harness, node, 12)
+        assert backlog >= 6, backlog
+        started = time.monotonic()
+        harness.systemctl('stop', 'patroni.service', timeout=90)
+        took = time.monotonic() - started
+        state = harness.show('patroni.service', 'ActiveState', 'Result')
+        assert state['Result'] == 'timeout', (state, node.tail())
+        assert took < 3 + 5, took  # not extended (the backlog needs ~12 s)
+        print('stop with {0} WAL segments to archive, no PATRONI_STOP_TIMEOUT_MAX: ended after {1:.1f} s'.format(
+            backlog, took))
+    finally:
+        os.unlink(path)
+        harness.systemctl('daemon-reload')
+        end_postgres(harness, node)
+        harness.systemctl('reset-failed', 'patroni.service')
+
+
 def test_stop_without_progress_ends_at_the_limit(harness):
     """A shutdown that does nothing (PostgreSQL's processes stopped) is not extended: systemd ends it at
     TimeoutStopSec=, and Patroni, which stays at it, is killed (KillMode=process: PostgreSQL is left alone)."""
