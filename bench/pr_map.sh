@@ -33,13 +33,13 @@ PR_PYRIGHT=${PR_PYRIGHT:-yes}  # no: skip pyright (it checks for pyrightconfig.j
 PRS=(
     "reload-while-initdb|0001-0001|a reload writes no file while the data directory is created (initdb/basebackup)"
     "early-sighup|0002-0002|a SIGHUP from the first instant of the daemon is a reload, not a kill"
-    "notifier|0003-0005|no READY=1 re-assert after a stop (#3590); built-in sd_notify; READY=1 after the first cycle"
+    "notifier|0003-0005|+docs:0001 no READY=1 re-assert after a stop (#3590); built-in sd_notify; READY=1 after the first cycle"
     "prompt-reload|0006-0006|a SIGHUP cuts the loop_wait nap short"
-    "status|0007-0007|STATUS="
-    "watchdog|0008-0009|WatchdogSec= (opt-in): pinged by the HA loop, and during a stop of PostgreSQL that progresses"
-    "stop-extension|0010-0010|+docs:0001 PATRONI_STOP_TIMEOUT_MAX (opt-in): the stop timeout extended while a shutdown progresses"
+    "status|0007-0007|+docs:0002 STATUS="
+    "watchdog|0008-0009|+docs:0003 WatchdogSec= (opt-in): pinged by the HA loop, and during a stop of PostgreSQL that progresses"
+    "stop-extension|0010-0010|+docs:0004 PATRONI_STOP_TIMEOUT_MAX (opt-in): the stop timeout extended while a shutdown progresses"
     "reload-wait|0011-0011|after pg_ctl reload, wait for pg_conf_load_time() instead of a second"
-    "reload-answer|0012-0012|+docs:0002 POST /reload {\"timeout\": N} and patronictl reload --wait answer when it is over"
+    "reload-answer|0012-0012|+docs:0005 POST /reload {\"timeout\": N} and patronictl reload --wait answer when it is over"
 )
 
 author=${PR_AUTHOR:-}
