@@ -23,7 +23,7 @@ deps:
 	  'patroni[$(EXTRAS)]==4.1.5')
 
 test: deps
-	$(VENV)/bin/python -m pytest tests generated/upstream-tests/test_systemd.py generated/upstream-tests/test_reload_config.py
+	$(VENV)/bin/python -m pytest tests generated/upstream-tests/test_systemd.py generated/upstream-tests/test_postmaster.py
 
 # boot a real systemd in private namespaces, start+reload the shipped unit, show status (see README)
 demo: deps
