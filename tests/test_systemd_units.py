@@ -369,26 +369,12 @@ def test_slow_stop_is_not_extended_without_the_opt_in(harness):
     """The control of the test above, the same unit and backlog: without PATRONI_STOP_TIMEOUT_MAX (the extension is
     opt-in; the shipped units set it) the stop ends at TimeoutStopSec=3, as with upstream's unit."""
     node = harness.patched
-    node.write(parameters={'archive_mode': 'on', 'archive_command': 'sleep 1'})
-    path = dropin(harness, 'stop.conf', '[Service]\nTimeoutStopSec=3\nUnsetEnvironment=PATRONI_STOP_TIMEOUT_MAX\n')
-    try:
-        assert harness.systemctl('start', 'patroni.service').returncode == 0
-        leader_running(harness, node)
-        backlog = wal_backlog(harness, node, 12)
-        assert backlog >= 6, backlog
-        started = time.monotonic()
-        harness.systemctl('stop', 'patroni.service', timeout=90)
-        took = time.monotonic() - started
-        state = harness.show('patroni.service', 'ActiveState', 'Result')
-        assert state['Result'] == 'timeout', (state, node.tail())
-        assert took < 3 + 5, took  # not extended (the backlog needs ~12 s)
-        print('stop with {0} WAL segments to archive, no PATRONI_STOP_TIMEOUT_MAX: ended after {1:.1f} s'.format(
-            backlog, took))
-    finally:
-        os.unlink(path)
-        harness.systemctl('daemon-reload')
-        end_postgres(harness, node)
-        harness.systemctl('reset-failed', 'patroni.service')
+    backlog, took, state = slow_stop(harness, node, 'UnsetEnvironment=PATRONI_STOP_TIMEOUT_MAX\n', 12)
+    assert backlog >= 6, backlog
+    assert state['Result'] == 'timeout', (state, node.tail())
+    assert took < 3 + 5, took  # not extended (the backlog needs ~12 s)
+    print('stop with {0} WAL segments to archive, no PATRONI_STOP_TIMEOUT_MAX: ended after {1:.1f} s'.format(
+        backlog, took))
 
 
 def test_stop_without_progress_ends_at_the_limit(harness):
@@ -556,20 +542,29 @@ def test_stop_extension_is_bounded(harness):
     """A shutdown that works (the archiver takes 1 s a segment) but outlasts PATRONI_STOP_TIMEOUT_MAX=6 is extended
     up to that bound only: systemd ends the stop there."""
     node = harness.patched
+    backlog, took, state = slow_stop(harness, node, 'Environment=PATRONI_STOP_TIMEOUT_MAX=6\n', 16)
+    assert backlog >= 12, backlog
+    assert state['Result'] == 'timeout', (state, node.tail())
+    assert 4 < took < 6 + 5, took  # extended past TimeoutStopSec=3, ended at the bound (the backlog needs ~12 s)
+    print('stop with {0} WAL segments to archive, bound 6 s: ended after {1:.1f} s'.format(backlog, took))
+
+
+def slow_stop(harness, node, dropin_lines, segments):
+    """Start the leader with an archiver that takes 1 s a segment, leave *segments* WAL segments to archive and stop
+    it with ``TimeoutStopSec=3`` and *dropin_lines*.
+
+    :returns: the backlog when the stop began, the seconds the stop took, and the unit's ActiveState and Result.
+    """
     node.write(parameters={'archive_mode': 'on', 'archive_command': 'sleep 1'})
-    path = dropin(harness, 'stop.conf', '[Service]\nTimeoutStopSec=3\nEnvironment=PATRONI_STOP_TIMEOUT_MAX=6\n')
+    path = dropin(harness, 'stop.conf', '[Service]\nTimeoutStopSec=3\n' + dropin_lines)
     try:
         assert harness.systemctl('start', 'patroni.service').returncode == 0
         leader_running(harness, node)
-        backlog = wal_backlog(harness, node, 16)
-        assert backlog >= 12, backlog
+        backlog = wal_backlog(harness, node, segments)
         started = time.monotonic()
         harness.systemctl('stop', 'patroni.service', timeout=90)
         took = time.monotonic() - started
-        state = harness.show('patroni.service', 'ActiveState', 'Result')
-        assert state['Result'] == 'timeout', (state, node.tail())
-        assert 4 < took < 6 + 5, took  # extended past TimeoutStopSec=3, ended at the bound (the backlog needs ~12 s)
-        print('stop with {0} WAL segments to archive, bound 6 s: ended after {1:.1f} s'.format(backlog, took))
+        return backlog, took, harness.show('patroni.service', 'ActiveState', 'Result')
     finally:
         os.unlink(path)
         harness.systemctl('daemon-reload')
