@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+import dcs_outage
 from realparts import BIN, ETCD, PYTHON_SYSTEMD, read_from, ROOT, wait_for, Workdir
 from systemd_harness import etcd_unit, host_dropin, log_dropin, Systemd, unit_for_test
 from test_systemd_units import Node, patroni_status, shipped
@@ -180,3 +181,14 @@ def test_portable_dropin_reloads(tier):
         with open(strict, 'w') as f:
             f.write(STRICT)
         tier.systemctl('daemon-reload')
+
+
+def test_start_returns_while_the_dcs_is_down(tier):
+    """As under 252 (tests/dcs_outage.py), with the notify-reload drop-ins."""
+    dcs_outage.check_bounded_start(tier, tier.node, lambda: patroni_status(tier))
+
+
+@pytest.mark.parametrize('change', [True, False], ids=['changed', 'control'])
+def test_reload_merged_into_the_start_is_applied(tier, change):
+    """As under 252 (tests/dcs_outage.py): systemd 257 merges the reload into the start job too."""
+    dcs_outage.check_reload_merged_into_the_start(tier, tier.node, lambda: patroni_status(tier), change)
