@@ -143,7 +143,9 @@ def test_failed_reload_answers_and_keeps_the_old_configuration(tier):
         assert reload.returncode == 0, reload.stderr + node.tail()
         state = tier.show('patroni.service', 'ActiveState', 'SubState', 'StatusText', 'NRestarts')
         assert state['ActiveState'] == 'active' and state['NRestarts'] == '0', state
-        assert state['StatusText'].startswith('reload failed: ' + node.config), state
+        # one line with the file, the line and column, and the parser's problem
+        assert state['StatusText'].startswith("reload failed: {0}, line 2, column 1: expected ',' or ']', but got "
+                                              "'<stream end>' | ".format(node.config)), state
         assert '\n' not in state['StatusText']
         assert patroni_status(tier).get('tags') == {'reload': 'good'}
         assert 'reload failed' in tier.systemctl('status', 'patroni.service').stdout
