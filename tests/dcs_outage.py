@@ -6,10 +6,10 @@ Two claims of patches 0013 and 0014, checked the same way under both:
   ``multi-user.target`` does once the unit is enabled) returns after ``loop_wait + 2 * retry_timeout`` -- not before
   (READY=1 is not sent early) and not never (the boot is not held) -- with the unit active, STATUS= saying
   ``waiting for DCS``, no restart; when etcd is back the same Patroni joins.
-* :func:`check_reload_merged_into_the_start`: a PostgreSQL parameter and a tag changed and ``systemctl reload``-ed
-  while the start waits for etcd (systemd merges the reload into the start job and sends no signal) are in effect
-  once etcd is back. The control is the same sequence without the change: the values stay, so what the check sees
-  comes from the edit.
+* :func:`check_reload_during_the_wait`: a PostgreSQL parameter and a tag changed and ``systemctl reload``-ed
+  while the start waits for etcd (systemd merges the reload into the start job and sends no signal), or once the
+  start has returned at the bound with Patroni still waiting (a real SIGHUP), are in effect once etcd is back. The
+  control is the same sequence without the change: the values stay, so what the check sees comes from the edit.
 """
 
 import json
@@ -81,28 +81,39 @@ def check_bounded_start(harness, node, status):
         harness.systemctl('stop', TARGET, 'patroni.service')
 
 
-def check_reload_merged_into_the_start(harness, node, status, change):
-    """See the module's docstring; *change*: edit the file before the reload (the check) or not (the control)."""
+def check_reload_during_the_wait(harness, node, status, change, after_ready=False):
+    """See the module's docstring; *change*: edit the file before the reload (the check) or not (the control).
+
+    With *after_ready*, the reload comes once the start has returned at the bound, Patroni still waiting for etcd:
+    a real SIGHUP (252: ``ExecReload=``; 257: systemd's own, the reload job waiting for RELOADING=1 ... READY=1),
+    applied first thing once etcd answers.
+    """
     node.write(tags={'merged': 'before'}, parameters={'work_mem': '4MB'})
     assert harness.systemctl('stop', 'etcd.service').returncode == 0
     try:
-        assert harness.systemctl('start', '--no-block', 'patroni.service').returncode == 0
+        if after_ready:
+            start = harness.systemctl('start', 'patroni.service', timeout=start_bound(node) + 60)
+            assert start.returncode == 0, start.stderr + node.tail()
+        else:
+            assert harness.systemctl('start', '--no-block', 'patroni.service').returncode == 0
         harness.wait_show('patroni.service', lambda s: s['StatusText'].startswith('waiting for DCS'), 30,
                           'STATUS: waiting for DCS', 'StatusText', 'ActiveState')
         if change:
             node.write(tags={'merged': 'after'}, parameters={'work_mem': '7MB'})
-        # the unit is still starting: systemd merges the reload into the start job, no SIGHUP is sent
         reload = harness.systemctl('reload', '--no-block', 'patroni.service')
         assert reload.returncode == 0, reload.stderr + node.tail()
-        jobs = harness.systemctl('list-jobs').stdout
-        assert 'patroni.service' in jobs and 'reload' not in jobs, jobs
+        if not after_ready:  # the unit is still starting: systemd merged the reload into the start job
+            jobs = harness.systemctl('list-jobs').stdout
+            assert 'patroni.service' in jobs and 'reload' not in jobs, jobs
         assert harness.systemctl('start', 'etcd.service').returncode == 0
         applied = joined(harness, node, status)
         expected = ('after', '7MB') if change else ('before', '4MB')
         assert (applied.get('tags'), sql(harness, 'SHOW work_mem')) == ({'merged': expected[0]}, expected[1]), \
             (applied, node.tail())
-        state = harness.show('patroni.service', 'ActiveState', 'NRestarts')
+        state = harness.wait_show('patroni.service', lambda s: s['ActiveState'] == 'active', 30,
+                                  'the reload job over', 'ActiveState', 'NRestarts')
         assert state == {'ActiveState': 'active', 'NRestarts': '0'}, state
+        assert 'patroni.service' not in harness.systemctl('list-jobs').stdout
     finally:
         harness.systemctl('start', 'etcd.service')
         harness.systemctl('stop', 'patroni.service')

@@ -267,11 +267,14 @@ def test_start_returns_while_the_dcs_is_down(harness):
     dcs_outage.check_bounded_start(harness, harness.patched, lambda: patroni_status(harness))
 
 
-@pytest.mark.parametrize('change', [True, False], ids=['changed', 'control'])
-def test_reload_merged_into_the_start_is_applied(harness, change):
-    """A parameter and a tag changed and reloaded while the start waits for etcd are in effect once it is back; the
-    control, without the change, keeps the values (tests/dcs_outage.py)."""
-    dcs_outage.check_reload_merged_into_the_start(harness, harness.patched, lambda: patroni_status(harness), change)
+@pytest.mark.parametrize('change, after_ready', [(True, False), (False, False), (True, True)],
+                         ids=['merged', 'control', 'after-ready'])
+def test_reload_during_the_wait_is_applied(harness, change, after_ready):
+    """A parameter and a tag changed and reloaded while the start waits for etcd (the reload merged into the start
+    job), or after the start returned at the bound, are in effect once etcd is back; the control, without the change,
+    keeps the values (tests/dcs_outage.py)."""
+    dcs_outage.check_reload_during_the_wait(harness, harness.patched, lambda: patroni_status(harness), change,
+                                            after_ready)
 
 
 def test_status_shows_the_role(harness):
