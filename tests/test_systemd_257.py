@@ -15,9 +15,10 @@ import time
 import pytest
 
 import dcs_outage
+import notify_access
 from realparts import BIN, ETCD, PYTHON_SYSTEMD, read_from, ROOT, wait_for, Workdir
 from systemd_harness import etcd_unit, host_dropin, log_dropin, Systemd, unit_for_test
-from test_systemd_units import Node, patroni_status, shipped
+from test_systemd_units import end_postgres, Node, patroni_status, shipped
 
 pytestmark = pytest.mark.slow
 
@@ -197,3 +198,16 @@ def test_reload_during_the_wait_is_applied(tier, change, after_ready):
     job), or after the start returned at the bound, are in effect once etcd is back; the control, without the change,
     keeps the values (tests/dcs_outage.py)."""
     dcs_outage.check_reload_during_the_wait(tier, tier.node, lambda: patroni_status(tier), change, after_ready)
+
+
+def test_ready_does_not_undo_another_process_stopping(tier):
+    """As under 252 (tests/notify_access.py)."""
+    notify_access.check_ready_does_not_undo_stopping(tier, os.path.join(tier.node.workdir.path, 'stopping'))
+
+
+@pytest.mark.parametrize('control', [False, True], ids=['claimed', 'control'])
+def test_postmaster_with_notify_socket_does_not_stop_the_unit(tier, control):
+    """systemd 257: Patroni's NOTIFYACCESS=main makes it ignore the STOPPING=1 of a postmaster that has NOTIFY_SOCKET
+    under NotifyAccess=all; the control, without SYSTEMD_EXEC_PID, is stopped by it (tests/notify_access.py)."""
+    notify_access.check_postmaster_with_notify_socket(tier, tier.node, lambda: patroni_status(tier), end_postgres,
+                                                      claims=not control, control=control)

@@ -14,6 +14,7 @@ import uuid
 import pytest
 
 import dcs_outage
+import notify_access
 from realparts import BIN, ETCD, patroni_config, read_from, wait_for, Workdir, write_config
 import start_reload
 from start_reload import shipped
@@ -561,3 +562,15 @@ def slow_stop(harness, node, dropin_lines, segments):
         harness.systemctl('daemon-reload')
         end_postgres(harness, node)
         harness.systemctl('reset-failed', 'patroni.service')
+
+
+def test_ready_does_not_undo_another_process_stopping(harness):
+    """systemd 252: #3590's READY=1 re-assert cannot undo a STOPPING=1 of another process (tests/notify_access.py)."""
+    notify_access.check_ready_does_not_undo_stopping(harness, os.path.join(harness.patched.workdir.path, 'stopping'))
+
+
+def test_postmaster_with_notify_socket_stops_the_unit_on_252(harness):
+    """systemd 252 ignores NOTIFYACCESS=: under NotifyAccess=all the STOPPING=1 of a postmaster that has NOTIFY_SOCKET
+    stops the unit; there only the unit's NotifyAccess=main protects (tests/notify_access.py)."""
+    notify_access.check_postmaster_with_notify_socket(harness, harness.patched, lambda: patroni_status(harness),
+                                                      end_postgres, claims=False)
