@@ -258,9 +258,19 @@ test ! -e /etc/patroni
 """
 
 
+def shadow_postgres(root: str) -> None:
+    """Give the postgres user of *root* (copied from the machine by tests/debian_root.sh) its /etc/shadow and
+    /etc/gshadow entries if it lacks them, with the root's pwconv and grpconv: without them `su postgres` fails
+    there ("Authentication failure"), and Debian's test scripts use it. Roots cached before this are completed."""
+    for path, tool in (('etc/shadow', 'pwconv'), ('etc/gshadow', 'grpconv')):
+        if not re.search(r'^postgres:', read(os.path.join(root, path)), re.M):
+            subprocess.run(['chroot', root, '/usr/sbin/' + tool], check=True, timeout=60)
+
+
 def proof_root() -> str:
     """.cache/trixie-proof (made once): see PROOF_SCRIPT. Returns its path."""
     if os.path.exists(os.path.join(PROOF_ROOT, '.sdnotify-proof')):
+        shadow_postgres(PROOF_ROOT)
         return PROOF_ROOT
     build_root(build_depends(read(os.path.join(HERE, 'debian', 'control'))), BUILD)
     tmp = PROOF_ROOT + '.tmp'
@@ -277,6 +287,7 @@ def proof_root() -> str:
         code = 2 if any(m in result.stdout for m in ('Temporary failure resolving', 'Failed to fetch')) else 1
         raise Error('the proof root: ' + lines[-1], code)
     os.unlink(os.path.join(tmp, 'usr', 'sbin', 'policy-rc.d'))
+    shadow_postgres(tmp)
     with open(os.path.join(tmp, '.sdnotify-proof'), 'w') as f:
         f.write('postgresql-17 + patroni\'s dependencies; /root/debs: ' + ' '.join(
             os.listdir(os.path.join(tmp, 'root', 'debs'))) + '\n')

@@ -113,6 +113,12 @@ def stop(tier):
     tier.systemctl('reset-failed', INSTANCE)
 
 
+def test_su_postgres_works_in_the_root(trixie):
+    """Debian's test scripts run commands as postgres with su: the root's postgres user (tests/debian_root.sh copies
+    it from the machine) needs its /etc/shadow entry, or su fails ("Authentication failure")."""
+    assert sh(trixie, 'su postgres -c "id -un"').strip() == 'postgres'
+
+
 def test_debian_patroni_under_its_type_simple_unit_is_killed(trixie):
     """The control: Debian's own patroni 4.0.7, its own template (Type=simple), the same start+reload."""
     # apt reads local files as its _apt user: from /tmp, not /root
@@ -137,16 +143,20 @@ def running_pids(tier):
     return main, postmaster
 
 
+def wait_running(tier, whose):
+    """Wait until the instance's Patroni runs its PostgreSQL (postmaster.pid there, GET /patroni says running)."""
+    wait_for(lambda: tier.run('test', '-f', DATA + '/postmaster.pid', in_root=True).returncode == 0 and
+             (tier.http_json('http://127.0.0.1:8008/patroni') or {}).get('state') == 'running', 120,
+             whose + ' running its PostgreSQL\n' + journal(tier)[-2000:])
+
+
 def test_our_deb_installs_over_debians_without_restarting_it(trixie):
     """Debian's Patroni running (its Type=simple unit, a new cluster bootstrapped), then our .deb installed over it
     with apt: the same Patroni and postmaster still run (no restart on upgrade), the configuration is byte for byte
     the same, systemd has our Type=notify template loaded, everything in Debian's places, no python3-systemd."""
     before = sh(trixie, 'cat ' + CONFIG)
     assert trixie.systemctl('start', INSTANCE).returncode == 0
-    wait_for(lambda: trixie.run('test', '-f', DATA + '/postmaster.pid', in_root=True).returncode == 0 and
-             trixie.http_json('http://127.0.0.1:8008/patroni') and
-             trixie.http_json('http://127.0.0.1:8008/patroni').get('state') == 'running', 120,
-             "Debian's Patroni running its PostgreSQL\n" + journal(trixie)[-2000:])
+    wait_running(trixie, "Debian's Patroni")
     old = running_pids(trixie)
     assert old[0] != '0' and old[1], old
     try:
@@ -218,9 +228,26 @@ def test_start_reload_back_to_back_survives(trixie):
     assert [o for o, _ in outcomes] == ['alive'] * TRIALS, [s for _, s in outcomes]
 
 
-def test_remove_keeps_configuration_and_data(trixie):
-    sh(trixie, 'test -f {0}/PG_VERSION'.format(DATA))
-    sh(trixie, 'apt-get remove -y -q patroni >/tmp/apt.log 2>&1 || { tail -n 20 /tmp/apt.log; exit 1; }')
+def test_remove_stops_a_running_instance_and_keeps_configuration_and_data(trixie):
+    """`apt remove` under a running instance stops it (as Debian's prerm stops patroni), leaving /etc/patroni and
+    the data directory. The control: a reinstallation of the same .deb (the old prerm runs with "upgrade") leaves
+    the same Patroni and postmaster running."""
+    assert trixie.systemctl('start', INSTANCE, timeout=300).returncode == 0
+    wait_running(trixie, 'our Patroni')
+    running = running_pids(trixie)
+    assert running[0] != '0' and running[1], running
+    try:
+        sh(trixie, 'apt-get install -y -q --reinstall /tmp/ours.deb >/tmp/apt.log 2>&1 '
+                   '|| { tail -n 20 /tmp/apt.log; exit 1; }')
+        assert running_pids(trixie) == running
+        assert trixie.show(INSTANCE, 'ActiveState')['ActiveState'] == 'active'
+        sh(trixie, 'apt-get remove -y -q patroni >/tmp/apt.log 2>&1 || { tail -n 20 /tmp/apt.log; exit 1; }')
+        state = trixie.show(INSTANCE, 'ActiveState', 'MainPID', 'Result')
+        assert state['ActiveState'] == 'inactive' and state['MainPID'] == '0', state
+        # Patroni stopped its PostgreSQL: no postmaster.pid left, the postmaster gone
+        sh(trixie, 'test ! -e {0}/postmaster.pid && ! kill -0 {1} 2>/dev/null'.format(DATA, running[1]))
+    finally:
+        stop(trixie)
     assert trixie.run('test', '-e', '/usr/bin/patroni', in_root=True).returncode != 0
     sh(trixie, 'test -f {0} && test -f {1}/PG_VERSION'.format(CONFIG, DATA))
 
