@@ -15,6 +15,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -76,6 +77,7 @@ def trixie():
         assert systemd.systemctl('--version').stdout.startswith('systemd 257')
         assert systemd.systemctl('start', 'etcd.service').returncode == 0
         systemd.deb, systemd.config_file = '/host' + deb, '/host' + config_file
+        systemd.workdir, systemd.host_deb = workdir, deb
         yield systemd
     workdir.cleanup()
 
@@ -184,6 +186,8 @@ def test_our_deb_installs_over_debians_without_restarting_it(trixie):
                ' && test -x /usr/share/patroni/pg_clonecluster_patroni && test -f /etc/patroni/config.yml.in'
                ' && test -f /etc/patroni/dcs.yml && dpkg -S /usr/share/patroni/pg_clonecluster_patroni'
                ' | grep -q "^patroni: "')
+    # its DCS example is ours, etcd's v3 API (Debian's: ZooKeeper); Debian's, unmodified, replaced by dpkg
+    sh(trixie, 'grep -q "^etcd3:" /etc/patroni/dcs.yml && ! grep -q "^zookeeper:" /etc/patroni/dcs.yml')
     # patroni.service reads Debian's /etc/patroni/config.yml
     assert 'ConditionPathExists=/etc/patroni/config.yml' in sh(trixie, 'cat /usr/lib/systemd/system/patroni.service')
     # the template loaded without a manual daemon-reload, keeping what Debian's template gives an instance
@@ -226,6 +230,62 @@ def test_start_reload_back_to_back_survives(trixie):
     print('patroni {0}, Type=notify: start+reload back to back: {1}'.format(
         'sdnotify', [o for o, _ in outcomes]))
     assert [o for o, _ in outcomes] == ['alive'] * TRIALS, [s for _, s in outcomes]
+
+
+def autopkgtest_control(path):
+    """The paragraphs of a debian/tests/control (deb822): dicts of lower-cased field names, continuations joined."""
+    paragraphs, current, field = [], {}, None
+    with open(path) as f:
+        for line in f.read().splitlines() + ['']:
+            if line.startswith('#'):
+                continue
+            if not line.strip():
+                if current:
+                    paragraphs.append(current)
+                current = {}
+            elif line[0] in ' \t':
+                current[field] += ' ' + line.strip()
+            else:
+                field, value = line.split(':', 1)
+                field = field.lower()
+                current[field] = value.strip()
+    return paragraphs
+
+
+def test_autopkgtests_pass_against_the_installed_package(trixie):
+    """The source package's debian/tests, run as autopkgtest runs them, in the booted root with our .deb installed:
+    the .dsc unpacked (dpkg-source -x, the series applied), every Depends of a test installed (``@``: patroni),
+    each script run as root from the unpacked source's root with AUTOPKGTEST_TMP a fresh directory, failing on a
+    non-zero exit or, unless ``allow-stderr``, on output to stderr."""
+    deb = os.path.basename(trixie.host_deb)
+    dsc = os.path.join(os.path.dirname(trixie.host_deb), deb[:-len('_all.deb')] + '.dsc')
+    source = os.path.join(trixie.workdir.path, 'source')
+    subprocess.run(['dpkg-source', '--no-check', '-x', dsc, source], stdout=subprocess.DEVNULL, check=True,
+                   timeout=120)
+    tests = autopkgtest_control(os.path.join(source, 'debian', 'tests', 'control'))
+    names = [name for paragraph in tests for name in paragraph['tests'].split()]
+    assert names == ['installed', 'cluster'], names
+    durations = {}
+    for paragraph in tests:
+        for group in paragraph.get('depends', '@').split(','):
+            alternatives = ['patroni' if a.strip() == '@' else a.split('(')[0].strip() for a in group.split('|')]
+            assert any(trixie.run('dpkg-query', '-W', '-f', '${Status}', a, in_root=True).stdout ==
+                       'install ok installed' for a in alternatives), (paragraph['tests'], group)
+        restrictions = paragraph.get('restrictions', '').replace(',', ' ').split()
+        for name in paragraph['tests'].split():
+            tmp = sh(trixie, 'mktemp -d /tmp/autopkgtest.XXXXXX').strip()
+            started = time.monotonic()
+            result = trixie.run('env', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+                                'HOME=/root', 'DEBIAN_FRONTEND=noninteractive', 'AUTOPKGTEST_TMP=' + tmp,
+                                '/bin/sh', '-c', 'cd "$1" && exec "debian/tests/$2"', 'sh', '/host' + source, name,
+                                timeout=600, in_root=True)
+            durations[name] = time.monotonic() - started
+            print('autopkgtest {0} ({1}): exit {2}, {3:.1f} s\n{4}'.format(
+                name, ' '.join(restrictions), result.returncode, durations[name], result.stdout))
+            assert result.returncode == 0, '{0}: exit {1}\n{2}\n{3}'.format(
+                name, result.returncode, result.stdout, result.stderr)
+            assert 'allow-stderr' in restrictions or not result.stderr, '{0}: stderr: {1}'.format(
+                name, result.stderr)
 
 
 def test_remove_stops_a_running_instance_and_keeps_configuration_and_data(trixie):
