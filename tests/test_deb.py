@@ -7,7 +7,7 @@ lives in this run's directory: the cached roots are never changed. etcd 3.4 is t
 Part of `make test`, and alone `make test-deb`: 2 min 18 s on a fresh machine (the build root, the proof root and
 the .deb made, their .debs downloaded), ~1 min 45 s once cached (the .deb is built each time, ~55 s);
 SDNOTIFY_DEB=build/deb/patroni_..._all.deb uses a .deb already built. The source package's autopkgtests
-(packaging/debian/tests) run here too, in the same boot, as autopkgtest runs them: ~23 s of that.
+(packaging/debian/tests) run here too, in the same boot, as autopkgtest runs them: ~14 s of that.
 Skipped, saying why, when the Debian mirror cannot be used.
 """
 
