@@ -253,11 +253,29 @@ def autopkgtest_control(path):
     return paragraphs
 
 
+def autopkgtest(tier, source, name, restrictions):
+    """Run the test *name* of the unpacked source *source* (a path of the machine) as autopkgtest runs it: as root,
+    from the source's root, AUTOPKGTEST_TMP a fresh directory. Returns (None if it passed, else why; its output)."""
+    tmp = sh(tier, 'mktemp -d /tmp/autopkgtest.XXXXXX').strip()
+    started = time.monotonic()
+    result = tier.run('env', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'HOME=/root',
+                      'DEBIAN_FRONTEND=noninteractive', 'AUTOPKGTEST_TMP=' + tmp, '/bin/sh', '-c',
+                      'cd "$1" && exec "debian/tests/$2"', 'sh', '/host' + source, name, timeout=600, in_root=True)
+    print('autopkgtest {0} ({1}): exit {2}, {3:.1f} s\n{4}'.format(
+        name, ' '.join(restrictions), result.returncode, time.monotonic() - started, result.stdout))
+    if result.returncode != 0:
+        return 'exit {0}\n{1}\n{2}'.format(result.returncode, result.stdout, result.stderr), result.stdout
+    if result.stderr and 'allow-stderr' not in restrictions:
+        return 'stderr: ' + result.stderr, result.stdout
+    return None, result.stdout
+
+
 def test_autopkgtests_pass_against_the_installed_package(trixie):
     """The source package's debian/tests, run as autopkgtest runs them, in the booted root with our .deb installed:
     the .dsc unpacked (dpkg-source -x, the series applied), every Depends of a test installed (``@``: patroni),
     each script run as root from the unpacked source's root with AUTOPKGTEST_TMP a fresh directory, failing on a
-    non-zero exit or, unless ``allow-stderr``, on output to stderr."""
+    non-zero exit or, unless ``allow-stderr``, on output to stderr. The control: a script of our own in the same
+    tree sees that directory and that root, and fails on a line to stderr unless it has allow-stderr."""
     deb = os.path.basename(trixie.host_deb)
     dsc = os.path.join(os.path.dirname(trixie.host_deb), deb[:-len('_all.deb')] + '.dsc')
     source = os.path.join(trixie.workdir.path, 'source')
@@ -266,7 +284,6 @@ def test_autopkgtests_pass_against_the_installed_package(trixie):
     tests = autopkgtest_control(os.path.join(source, 'debian', 'tests', 'control'))
     names = [name for paragraph in tests for name in paragraph['tests'].split()]
     assert names == ['installed', 'cluster'], names
-    durations = {}
     for paragraph in tests:
         for group in paragraph.get('depends', '@').split(','):
             alternatives = ['patroni' if a.strip() == '@' else a.split('(')[0].strip() for a in group.split('|')]
@@ -274,19 +291,15 @@ def test_autopkgtests_pass_against_the_installed_package(trixie):
                        'install ok installed' for a in alternatives), (paragraph['tests'], group)
         restrictions = paragraph.get('restrictions', '').replace(',', ' ').split()
         for name in paragraph['tests'].split():
-            tmp = sh(trixie, 'mktemp -d /tmp/autopkgtest.XXXXXX').strip()
-            started = time.monotonic()
-            result = trixie.run('env', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
-                                'HOME=/root', 'DEBIAN_FRONTEND=noninteractive', 'AUTOPKGTEST_TMP=' + tmp,
-                                '/bin/sh', '-c', 'cd "$1" && exec "debian/tests/$2"', 'sh', '/host' + source, name,
-                                timeout=600, in_root=True)
-            durations[name] = time.monotonic() - started
-            print('autopkgtest {0} ({1}): exit {2}, {3:.1f} s\n{4}'.format(
-                name, ' '.join(restrictions), result.returncode, durations[name], result.stdout))
-            assert result.returncode == 0, '{0}: exit {1}\n{2}\n{3}'.format(
-                name, result.returncode, result.stdout, result.stderr)
-            assert 'allow-stderr' in restrictions or not result.stderr, '{0}: stderr: {1}'.format(
-                name, result.stderr)
+            failure, _ = autopkgtest(trixie, source, name, restrictions)
+            assert failure is None, name + ': ' + failure
+    control = os.path.join(source, 'debian', 'tests', 'sdnotify-control')
+    with open(control, 'w') as f:
+        f.write('#!/bin/sh\nset -e\ntest -f debian/tests/control\necho "tmp=$(ls -A "$AUTOPKGTEST_TMP" | wc -l) '
+                'uid=$(id -u)"\necho noise >&2\n')
+    os.chmod(control, 0o755)
+    assert autopkgtest(trixie, source, 'sdnotify-control', []) == ('stderr: noise\n', 'tmp=0 uid=0\n')
+    assert autopkgtest(trixie, source, 'sdnotify-control', ['allow-stderr']) == (None, 'tmp=0 uid=0\n')
 
 
 def test_remove_stops_a_running_instance_and_keeps_configuration_and_data(trixie):
