@@ -152,9 +152,11 @@ def test_waiting_callers_never_starve_health_checks(node):
     seen = node.log().count(CYCLE)
     wait_for(lambda: node.log().count(CYCLE) > seen, 30, 'a steady-state cycle')
     answers, threads = [], []
+    offset = os.path.getsize(node.log_path)
     os.kill(node.etcd.proc.pid, signal.SIGSTOP)
     try:
-        assert post_reload(node)[0] == 202  # runs at once; the loop then goes on to a cycle that hangs on etcd
+        assert post_reload(node)[0] == 202  # a reload, then the loop goes on to a cycle that hangs on etcd
+        wait_for(lambda: NO_CHANGE in read_from(node.log_path, offset), 10, 'the reload before the hung cycle')
         for _ in range(10):
             threads.append(threading.Thread(target=lambda: answers.append(post_reload(node, {'timeout': 20}))))
             threads[-1].start()
