@@ -5,15 +5,17 @@ under the shipped Type=notify unit (no python-systemd), and what each other comb
 early-sighup.conf drop-in does, in the same harness (tests/start_reload.py).
 """
 
+import contextlib
 import os
 import shutil
 import subprocess
+import threading
 import time
 import uuid
 
 import pytest
 
-from realparts import BIN, ETCD, patroni_config, read_from, wait_for, Workdir, write_config
+from realparts import BIN, ETCD, patroni_config, POSTGRES, read_from, wait_for, Workdir, write_config
 import start_reload
 from start_reload import shipped
 from systemd_harness import etcd_unit, log_dropin, owned_by_postgres, Systemd, unit_for_test
@@ -22,6 +24,12 @@ pytestmark = pytest.mark.slow
 
 TRIALS = int(os.environ.get('SDNOTIFY_TRIALS', '3'))  # a cell of the start+reload matrix
 FRESH_TRIALS = int(os.environ.get('SDNOTIFY_FRESH_TRIALS', '10'))
+# reloads flipping work_mem, every other one with the postmaster held
+BARRIER_TRIALS = int(os.environ.get('SDNOTIFY_BARRIER_TRIALS', '6'))
+# how long the postmaster is held (SIGSTOP) in a slow reload: longer than Patroni waits for PostgreSQL to load the file
+HOLD = 1.5
+# the reload of the units before patroni-sdnotify's patroni_systemd_reload: the control of the barrier tests
+KILL_RELOAD = '[Service]\nExecReload=\nExecReload=/bin/kill -s HUP $MAINPID\n'
 
 
 def verify(tmp_path, files, unit):
@@ -49,22 +57,34 @@ def test_units_verify_checks_the_patroni_they_start(tmp_path):
     assert result.returncode != 0 and 'no-such-patroni' in result.stderr, result.stderr
 
 
-@pytest.mark.parametrize('unit, dropin', [('patroni.service', 'early-sighup.conf'),
-                                          ('patroni@node1.service', 'early-sighup@.conf')])
-def test_early_sighup_dropins_verify(tmp_path, unit, dropin):
-    template = '@' in unit
-    name = 'patroni@.service' if template else unit
+@pytest.mark.parametrize('unit', ['patroni.service', 'patroni@node1.service'])
+def test_early_sighup_dropin_verifies(tmp_path, unit):
+    """One early-sighup.conf for both units: it starts the unit's own PATRONI_CONFIG_FILE, which each unit sets."""
+    name = 'patroni@.service' if '@' in unit else unit
     patroni = os.path.join(BIN, 'patroni')
     files = {name: unit_for_test(shipped(name), patroni, '/etc/patroni'),
-             name + '.d/early-sighup.conf': unit_for_test(shipped(dropin), patroni, '/etc/patroni')}
+             name + '.d/early-sighup.conf': unit_for_test(shipped('early-sighup.conf'), patroni, '/etc/patroni')}
     result = verify(tmp_path, files, unit)
     assert result.returncode == 0 and result.stderr == '', result.stderr
-    assert ('/etc/patroni/%i.yml' if template else '/etc/patroni/patroni.yml') in shipped(dropin)
+    assert '${PATRONI_CONFIG_FILE}' in shipped('early-sighup.conf') and '/etc/patroni' not in shipped(
+        'early-sighup.conf').split('[Service]')[1]
+
+
+@pytest.mark.parametrize('name', ['patroni.service', 'patroni@.service'])
+def test_one_line_names_the_configuration_file(name):
+    """The configuration file is named once, in PATRONI_CONFIG_FILE; the condition, the start and the reload use it."""
+    unit = shipped(name)
+    lines = [line for line in unit.splitlines() if line and not line.startswith('#')]
+    assert [line for line in lines if '.yml' in line] == [
+        'Environment=PATRONI_CONFIG_FILE=/etc/patroni/{0}.yml'.format('patroni' if name == 'patroni.service' else '%i')]
+    for key in ('ExecCondition=', 'ExecStart=', 'ExecReload='):
+        assert [line for line in lines if line.startswith(key)][0].endswith(' ${PATRONI_CONFIG_FILE}'), key
+    assert 'ConditionPathExists' not in unit
 
 
 def test_notify_reload_dropin_is_ignored_by_systemd_252(tmp_path):
     """systemd 252, on this machine, does not know Type=notify-reload and ignores the drop-in's two lines; the
-    drop-in leaves ExecReload= alone, so the unit keeps its reload (test_notify_reload_dropin_keeps_reload_on_252)."""
+    drop-in leaves ExecReload= alone, so the unit keeps its waiting reload (test_notify_reload_dropin_keeps_reload_on_252)."""
     result = verify(tmp_path, {'patroni.service': unit_for_test(shipped('patroni.service'),
                                                                 os.path.join(BIN, 'patroni'), '/etc/patroni'),
                                'patroni.service.d/notify-reload.conf': shipped('notify-reload.conf')},
@@ -75,7 +95,7 @@ def test_notify_reload_dropin_is_ignored_by_systemd_252(tmp_path):
 
 def test_notify_reload_dropin_keeps_reload_on_252(harness):
     """The drop-in a fleet pushes everywhere, on 252: still Type=notify, still reloadable, the reload applied. The
-    control: the strict variant (``ExecReload=`` emptied, for fleets of systemd >= 253 only) has no reload here."""
+    control: a drop-in that empties ``ExecReload=`` (what notify-reload.conf must never do) has no reload here."""
     node = harness.patched
     node.write(tags={'reload': 'before'})
     path = dropin(harness, 'notify-reload.conf', shipped('notify-reload.conf'))
@@ -85,7 +105,7 @@ def test_notify_reload_dropin_keeps_reload_on_252(harness):
         node.write(tags={'reload': 'after'})
         reload = harness.systemctl('reload', 'patroni.service')
         assert reload.returncode == 0, reload.stderr
-        wait_for(lambda: patroni_status(harness).get('tags') == {'reload': 'after'}, 30, 'the reload applied')
+        assert patroni_status(harness).get('tags') == {'reload': 'after'}, 'applied when systemctl returned'
         strict = dropin(harness, 'strict.conf', '[Service]\nExecReload=\n')
         try:
             assert harness.show('patroni.service', 'CanReload') == {'CanReload': 'no'}
@@ -570,3 +590,167 @@ def slow_stop(harness, node, dropin_lines, segments):
         harness.systemctl('daemon-reload')
         end_postgres(harness, node)
         harness.systemctl('reset-failed', 'patroni.service')
+
+
+def show_work_mem(systemd):
+    """``SHOW work_mem`` on a new connection to the node's PostgreSQL (the harness's 127.0.0.1:5432)."""
+    result = systemd.run('psql', '-h', '127.0.0.1', '-p', '5432', '-U', 'postgres', '-d', 'postgres', '-XAtc',
+                         'SHOW work_mem', timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def reload_trials(systemd, unit, node, trials=BARRIER_TRIALS):
+    """*trials* reloads of *unit*, each changing work_mem; every other one slow: the postmaster held (SIGSTOP) for
+    :data:`HOLD` seconds from just before ``systemctl reload``, so that PostgreSQL cannot load the file meanwhile.
+
+    :returns: one dict a trial: ``slow``, ``seconds`` (``systemctl reload``), ``code`` (its exit status), ``state``
+        (the unit's ActiveState when it returned), ``tags_applied`` (Patroni's GET /patroni then), ``shown``
+        (``SHOW work_mem`` on a new connection then) and ``wanted``.
+    """
+    outcomes = []
+    data_dir = os.path.join(node.dir, 'data')
+    for i in range(trials):
+        wanted = '{0}MB'.format(5 + i % 2)
+        node.write(tags={'trial': str(i)}, parameters={'work_mem': wanted})
+        slow = i % 2 == 1
+        timer = None
+        if slow:
+            postmaster = systemd.postmaster_pid(data_dir)
+            assert systemd.run('kill', '-STOP', postmaster).returncode == 0
+            timer = threading.Timer(HOLD, lambda: systemd.run('kill', '-CONT', postmaster))
+            timer.start()
+        try:
+            started = time.monotonic()
+            reload = systemd.systemctl('reload', unit, timeout=120)
+            seconds = time.monotonic() - started
+            state = systemd.show(unit, 'ActiveState')['ActiveState']
+            tags_applied = (systemd.http_json('http://127.0.0.1:8008/patroni') or {}).get('tags') == {'trial': str(i)}
+        finally:
+            if timer:
+                timer.join()
+                systemd.run('kill', '-CONT', postmaster)
+        outcomes.append({'slow': slow, 'seconds': round(seconds, 3), 'code': reload.returncode, 'state': state,
+                         'tags_applied': tags_applied, 'shown': show_work_mem(systemd), 'wanted': wanted,
+                         'stderr': reload.stderr.strip()})
+        # a reload that systemctl left behind (the control) ends before the next trial
+        systemd.wait_show(unit, lambda s: s['ActiveState'] == 'active', 30, unit + ': the reload over', 'ActiveState')
+        wait_for(lambda: (systemd.http_json('http://127.0.0.1:8008/patroni') or {}).get('tags') == {'trial': str(i)},
+                 30, 'the reload applied')
+    return outcomes
+
+
+def barrier_held(outcomes):
+    """Whether every reload had returned only once acknowledged and in effect."""
+    return all(o['code'] == 0 and o['state'] == 'active' and o['tags_applied'] and o['shown'] == o['wanted']
+               for o in outcomes)
+
+
+def summary(outcomes):
+    return 'slow: {0}; fast: {1}'.format(*(['{seconds:.2f} s {state}{tags}'.format(
+        tags='' if o['tags_applied'] else ' (tags not yet applied)', **o) for o in outcomes if o['slow'] == slow]
+        for slow in (True, False)))
+
+
+@contextlib.contextmanager
+def started(systemd, unit, node, **config):
+    """*unit* started with *node*'s configuration (*config* for :meth:`Node.write`), PostgreSQL running as the
+    leader; stopped at the end."""
+    node.write(**config)
+    result = systemd.systemctl('start', unit)
+    assert result.returncode == 0, result.stderr + node.tail()
+    try:
+        wait_for(lambda: (systemd.http_json('http://127.0.0.1:8008/patroni') or {}).get('role') == 'primary', 60,
+                 'PostgreSQL running as primary\n' + node.tail())
+        yield
+    finally:
+        systemd.systemctl('stop', unit)
+
+
+def test_reload_returns_once_applied_on_252(harness):
+    """systemd 252, the shipped unit (ExecReload= is patroni_systemd_reload): `systemctl reload` returns once the
+    reload is over, fast or slow (the postmaster held 1.5 s): the unit is active again, Patroni runs the new file and
+    a new connection's SHOW gives the new work_mem, every trial."""
+    node = harness.patched
+    with started(harness, 'patroni.service', node):
+        main_pid = harness.show('patroni.service', 'MainPID')['MainPID']
+        outcomes = reload_trials(harness, 'patroni.service', node)
+        print('systemd 252, shipped unit, `systemctl reload`: ' + summary(outcomes))
+        assert barrier_held(outcomes), outcomes
+        state = harness.show('patroni.service', 'MainPID', 'NRestarts')
+        assert state == {'MainPID': main_pid, 'NRestarts': '0'}, state
+
+
+def test_reload_by_signal_returns_before_the_reload_is_applied_on_252(harness):
+    """The control: the same trials with the unit's former ``ExecReload=/bin/kill -s HUP $MAINPID``: `systemctl
+    reload` returns once the signal is sent, and a slow reload is not over then (the unit still "reloading"), unless
+    Patroni's RELOADING=1 happened to reach systemd before kill's exit (then systemd waits for READY=1): at least
+    one slow trial of three returns early."""
+    node = harness.patched
+    path = dropin(harness, 'kill-reload.conf', KILL_RELOAD)
+    try:
+        with started(harness, 'patroni.service', node):
+            outcomes = reload_trials(harness, 'patroni.service', node)
+        print('systemd 252, ExecReload=/bin/kill: ' + summary(outcomes))
+        assert not barrier_held([o for o in outcomes if o['slow']]), outcomes
+    finally:
+        os.unlink(path)
+        harness.systemctl('daemon-reload')
+
+
+def test_reload_of_an_unreadable_file_fails_and_changes_nothing(harness):
+    """A file that cannot be read (bad YAML; then unreadable for postgres): `systemctl reload` fails at once, one line
+    in the journal says why, and nothing changes: same Patroni, same tags and work_mem, no "reload failed" status.
+    The positive control: the next good file is applied."""
+    node = harness.patched
+    with started(harness, 'patroni.service', node, tags={'reload': 'good'}, parameters={'work_mem': '7MB'}):
+        before = harness.show('patroni.service', 'MainPID', 'StatusText')
+        for breakage in ('yaml', 'mode'):
+            if breakage == 'yaml':
+                with open(node.config, 'w') as f:
+                    f.write('scope: [unterminated\n')
+            else:
+                node.write(tags={'reload': 'unreadable'}, parameters={'work_mem': '9MB'})
+                os.chmod(node.config, 0o600)
+                os.chown(node.config, 0, 0)
+            reload = harness.systemctl('reload', 'patroni.service', timeout=60)
+            assert reload.returncode != 0, (breakage, reload)
+            state = harness.show('patroni.service', 'ActiveState', 'MainPID', 'NRestarts', 'StatusText')
+            assert state == {'ActiveState': 'active', 'MainPID': before['MainPID'], 'NRestarts': '0',
+                             'StatusText': state['StatusText']} and 'reload failed' not in state['StatusText'], state
+            assert patroni_status(harness).get('tags') == {'reload': 'good'}, breakage
+            assert show_work_mem(harness) == '7MB', breakage
+            status = harness.systemctl('status', '--lines=0', 'patroni.service').stdout
+            assert 'ExecReload=' in status and 'status=2' in status, status
+        node.write(tags={'reload': 'fixed'}, parameters={'work_mem': '9MB'})
+        reload = harness.systemctl('reload', 'patroni.service', timeout=60)
+        assert reload.returncode == 0, reload.stderr
+        assert patroni_status(harness).get('tags') == {'reload': 'fixed'} and show_work_mem(harness) == '9MB'
+
+
+def test_reload_helper_signals_a_patroni_without_its_rest_api(harness):
+    """Patroni waiting for its DCS at start has no REST API yet: patroni_systemd_reload (as systemd runs it: the
+    unit's user, $MAINPID) sends SIGHUP instead, says so, exits 0; Patroni lives on and starts once etcd is back.
+    The control: with the REST API up, the same command waits for the reload and sends no signal."""
+    node = harness.patched
+    node.write()
+    helper = [os.path.join(BIN, 'patroni_systemd_reload'), node.config]
+    assert harness.systemctl('stop', 'etcd.service').returncode == 0
+    try:
+        assert harness.systemctl('start', '--no-block', 'patroni.service').returncode == 0
+        waiting = harness.wait_show('patroni.service', lambda s: s['StatusText'].startswith('waiting for DCS'), 30,
+                                    'STATUS: waiting for DCS', 'StatusText', 'MainPID')
+        run = harness.run('runuser', '-u', 'postgres', '--', 'env', 'MAINPID=' + waiting['MainPID'], *helper)
+        assert run.returncode == 0 and 'sent SIGHUP to {0}'.format(waiting['MainPID']) in run.stderr, run
+        assert harness.show('patroni.service', 'ActiveState', 'MainPID') == {'ActiveState': 'activating',
+                                                                             'MainPID': waiting['MainPID']}
+        assert harness.systemctl('start', 'etcd.service').returncode == 0
+        harness.wait_show('patroni.service', lambda s: s['ActiveState'] == 'active', 60, 'active once etcd is back',
+                          'ActiveState')
+        run = harness.run('runuser', '-u', 'postgres', '--', 'env', 'MAINPID=' + waiting['MainPID'], *helper)
+        assert run.returncode == 0 and run.stderr == '', run
+        assert harness.show('patroni.service', 'MainPID', 'NRestarts') == {'MainPID': waiting['MainPID'],
+                                                                           'NRestarts': '0'}
+    finally:
+        harness.systemctl('start', 'etcd.service')
+        harness.systemctl('stop', 'patroni.service')
