@@ -740,17 +740,111 @@ def test_reload_helper_signals_a_patroni_without_its_rest_api(harness):
         assert harness.systemctl('start', '--no-block', 'patroni.service').returncode == 0
         waiting = harness.wait_show('patroni.service', lambda s: s['StatusText'].startswith('waiting for DCS'), 30,
                                     'STATUS: waiting for DCS', 'StatusText', 'MainPID')
-        run = harness.run('runuser', '-u', 'postgres', '--', 'env', 'MAINPID=' + waiting['MainPID'], *helper)
+        run = harness.run('/sbin/runuser', '-u', 'postgres', '--', 'env', 'MAINPID=' + waiting['MainPID'], *helper)
         assert run.returncode == 0 and 'sent SIGHUP to {0}'.format(waiting['MainPID']) in run.stderr, run
         assert harness.show('patroni.service', 'ActiveState', 'MainPID') == {'ActiveState': 'activating',
                                                                              'MainPID': waiting['MainPID']}
         assert harness.systemctl('start', 'etcd.service').returncode == 0
         harness.wait_show('patroni.service', lambda s: s['ActiveState'] == 'active', 60, 'active once etcd is back',
                           'ActiveState')
-        run = harness.run('runuser', '-u', 'postgres', '--', 'env', 'MAINPID=' + waiting['MainPID'], *helper)
+        run = harness.run('/sbin/runuser', '-u', 'postgres', '--', 'env', 'MAINPID=' + waiting['MainPID'], *helper)
         assert run.returncode == 0 and run.stderr == '', run
         assert harness.show('patroni.service', 'MainPID', 'NRestarts') == {'MainPID': waiting['MainPID'],
                                                                            'NRestarts': '0'}
     finally:
         harness.systemctl('start', 'etcd.service')
         harness.systemctl('stop', 'patroni.service')
+
+
+def systemctl_in_background(systemd, *args):
+    """``systemctl *args*`` in the harness, not waited for (a Popen: its exit status and output come at the end)."""
+    return subprocess.Popen(['nsenter', '-t', str(systemd.pid), '-a', 'env', '-i', 'PATH=/usr/bin:/bin', 'systemctl',
+                             '--no-pager'] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            universal_newlines=True)
+
+
+@pytest.mark.parametrize('command', ['reload', 'try-reload-or-restart'])
+def test_reload_during_a_stop(harness, command):
+    """systemd 252: a reload asked while the unit stops (a slow shutdown: WAL to archive at 1 s a segment).
+    ``systemctl reload`` (the control) replaces the stop job: it fails ("inactive") and the pending ``systemctl stop``
+    fails with "canceled" although the stop goes on; the unit cannot prevent that (ExecReload= never runs).
+    ``systemctl try-reload-or-restart`` (what the docs tell scripts to use) does nothing then: the stop job ends
+    normally. While the unit is active the same command reloads it (no restart): the positive control."""
+    node = harness.patched
+    node.write(tags={'reload': 'before'}, parameters={'archive_mode': 'on', 'archive_command': 'sleep 1'})
+    stop = None
+    try:
+        assert harness.systemctl('start', 'patroni.service').returncode == 0
+        leader_running(harness, node)
+        main_pid = harness.show('patroni.service', 'MainPID')['MainPID']
+        node.write(tags={'reload': 'after'}, parameters={'archive_mode': 'on', 'archive_command': 'sleep 1'})
+        reload = harness.systemctl(command, 'patroni.service')
+        assert reload.returncode == 0, reload.stderr
+        assert patroni_status(harness).get('tags') == {'reload': 'after'}
+        assert harness.show('patroni.service', 'MainPID', 'NRestarts') == {'MainPID': main_pid, 'NRestarts': '0'}
+        assert wal_backlog(harness, node, 6) >= 3
+        stop = systemctl_in_background(harness, 'stop', 'patroni.service')
+        harness.wait_show('patroni.service', lambda s: s['ActiveState'] == 'deactivating', 30, 'stopping',
+                          'ActiveState')
+        reload = harness.systemctl(command, 'patroni.service')
+        stopping = harness.show('patroni.service', 'ActiveState')['ActiveState']
+        out, err = stop.communicate(timeout=120)
+        state = harness.wait_show('patroni.service', lambda s: s['ActiveState'] != 'deactivating', 60, 'stopped',
+                                  'ActiveState', 'Result')
+        print('systemd 252, `systemctl {0}` during a stop: exit {1} {2!r}; `systemctl stop`: exit {3} {4!r}'.format(
+            command, reload.returncode, reload.stderr.strip(), stop.returncode, err.strip()))
+        assert stopping == 'deactivating', 'the reload came during the stop'
+        assert state == {'ActiveState': 'inactive', 'Result': 'success'}, state  # the stop went on either way
+        if command == 'reload':
+            assert reload.returncode != 0 and stop.returncode == 1 and 'canceled' in err, (reload, err)
+        else:
+            assert reload.returncode == 0 and stop.returncode == 0, (reload, err)
+    finally:
+        if stop and stop.poll() is None:
+            stop.communicate(timeout=120)
+        harness.systemctl('stop', 'patroni.service')
+        end_postgres(harness, node)
+        harness.systemctl('reset-failed', 'patroni.service')
+
+
+def can_lower_oom_score_adj():
+    """Whether processes here may lower their oom_score_adj (CAP_SYS_RESOURCE: a container may lack it; systemd then
+    ignores OOMScoreAdjust=-1000, "assuming containerized execution")."""
+    return subprocess.run(['sh', '-c', 'echo -1 > /proc/self/oom_score_adj'], stderr=subprocess.DEVNULL).returncode == 0
+
+
+def test_postmaster_is_spared_by_the_oom_killer_and_backends_are_not(harness):
+    """OOMScoreAdjust=-1000 with PG_OOM_ADJUST_FILE/VALUE, as PGDG's units: Patroni and the postmaster at the unit's
+    score, the postmaster's children (backends, the checkpointer, ...) back at 0. The control: without
+    PG_OOM_ADJUST_FILE the children inherit the unit's score. Where the machine lets no process lower its score
+    (no CAP_SYS_RESOURCE, as on this test machine), the unit's score is raised to 900 in a drop-in instead: the
+    same inheritance, the same reset to 0."""
+    node = harness.patched
+    data_dir = os.path.join(node.dir, 'data')
+    assert 'OOMScoreAdjust=-1000\n' in shipped('patroni.service')
+    score = '-1000' if can_lower_oom_score_adj() else '900'
+
+    def scores():
+        main_pid = harness.show('patroni.service', 'MainPID')['MainPID']
+        postmaster = harness.postmaster_pid(data_dir)
+        children = harness.run('pgrep', '-P', postmaster).stdout.split()
+        assert len(children) >= 3, children
+        read = {pid: harness.run('cat', '/proc/{0}/oom_score_adj'.format(pid)).stdout.strip()
+                for pid in [main_pid, postmaster] + children}
+        return read[main_pid], read[postmaster], sorted(set(read[c] for c in children))
+
+    paths = [dropin(harness, 'oom.conf', '[Service]\nOOMScoreAdjust={0}\n'.format(score))]
+    try:
+        with started(harness, 'patroni.service', node):
+            shipped_scores = scores()
+        assert shipped_scores == (score, score, ['0']), shipped_scores
+        paths.append(dropin(harness, 'no-pg-oom.conf', '[Service]\nUnsetEnvironment=PG_OOM_ADJUST_FILE\n'))
+        with started(harness, 'patroni.service', node):
+            control = scores()
+        assert control == (score, score, [score]), control
+    finally:
+        for path in paths:
+            os.unlink(path)
+        harness.systemctl('daemon-reload')
+    print('OOMScoreAdjust={0}: oom_score_adj of Patroni, the postmaster, its children {1}; without '
+          'PG_OOM_ADJUST_FILE: {2}'.format(score, shipped_scores, control))
