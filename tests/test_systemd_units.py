@@ -600,9 +600,11 @@ def show_work_mem(systemd):
     return result.stdout.strip()
 
 
-def reload_trials(systemd, unit, node, trials=BARRIER_TRIALS):
+def reload_trials(systemd, unit, node, trials=BARRIER_TRIALS, hold_patroni=False):
     """*trials* reloads of *unit*, each changing work_mem; every other one slow: the postmaster held (SIGSTOP) for
-    :data:`HOLD` seconds from just before ``systemctl reload``, so that PostgreSQL cannot load the file meanwhile.
+    :data:`HOLD` seconds from just before ``systemctl reload``, so that PostgreSQL cannot load the file meanwhile;
+    with *hold_patroni*, Patroni too (a slow cycle: its answer to the reload comes after that; not under
+    Type=notify-reload, whose reload signal systemd follows with a SIGCONT).
 
     :returns: one dict a trial: ``slow``, ``seconds`` (``systemctl reload``), ``code`` (its exit status), ``state``
         (the unit's ActiveState when it returned), ``tags_applied`` (Patroni's GET /patroni then), ``shown``
@@ -614,23 +616,29 @@ def reload_trials(systemd, unit, node, trials=BARRIER_TRIALS):
         wanted = '{0}MB'.format(5 + i % 2)
         node.write(tags={'trial': str(i)}, parameters={'work_mem': wanted})
         slow = i % 2 == 1
-        timer = None
+        timer, early = None, False
         if slow:
-            postmaster = systemd.postmaster_pid(data_dir)
-            assert systemd.run('kill', '-STOP', postmaster).returncode == 0
-            timer = threading.Timer(HOLD, lambda: systemd.run('kill', '-CONT', postmaster))
+            held = [systemd.postmaster_pid(data_dir)]
+            if hold_patroni:
+                held.append(systemd.show(unit, 'MainPID')['MainPID'])
+            assert systemd.run('kill', '-STOP', *held).returncode == 0
+            resumed = threading.Event()
+            timer = threading.Timer(HOLD, lambda: (systemd.run('kill', '-CONT', *held), resumed.set()))
             timer.start()
         try:
             started = time.monotonic()
             reload = systemd.systemctl('reload', unit, timeout=120)
             seconds = time.monotonic() - started
+            # Patroni still held when systemctl returned: it cannot have answered this reload
+            early = hold_patroni and slow and not resumed.is_set()
             state = systemd.show(unit, 'ActiveState')['ActiveState']
             tags_applied = (systemd.http_json('http://127.0.0.1:8008/patroni') or {}).get('tags') == {'trial': str(i)}
         finally:
             if timer:
                 timer.join()
-                systemd.run('kill', '-CONT', postmaster)
+                systemd.run('kill', '-CONT', *held)
         outcomes.append({'slow': slow, 'seconds': round(seconds, 3), 'code': reload.returncode, 'state': state,
+                         'early': slow and hold_patroni and early,
                          'tags_applied': tags_applied, 'shown': show_work_mem(systemd), 'wanted': wanted,
                          'stderr': reload.stderr.strip()})
         # a reload that systemctl left behind (the control) ends before the next trial
@@ -643,12 +651,13 @@ def reload_trials(systemd, unit, node, trials=BARRIER_TRIALS):
 def barrier_held(outcomes):
     """Whether every reload had returned only once acknowledged and in effect."""
     return all(o['code'] == 0 and o['state'] == 'active' and o['tags_applied'] and o['shown'] == o['wanted']
-               for o in outcomes)
+               and not o['early'] for o in outcomes)
 
 
 def summary(outcomes):
-    return 'slow: {0}; fast: {1}'.format(*(['{seconds:.2f} s {state}{tags}'.format(
-        tags='' if o['tags_applied'] else ' (tags not yet applied)', **o) for o in outcomes if o['slow'] == slow]
+    return 'slow: {0}; fast: {1}'.format(*(['{seconds:.2f} s {state}{tags}{held}'.format(
+        tags='' if o['tags_applied'] else ' (tags not yet applied)', held=' (Patroni still held)' if o['early'] else '',
+        **o) for o in outcomes if o['slow'] == slow]
         for slow in (True, False)))
 
 
@@ -669,12 +678,13 @@ def started(systemd, unit, node, **config):
 
 def test_reload_returns_once_applied_on_252(harness):
     """systemd 252, the shipped unit (ExecReload= is patroni_systemd_reload): `systemctl reload` returns once the
-    reload is over, fast or slow (the postmaster held 1.5 s): the unit is active again, Patroni runs the new file and
-    a new connection's SHOW gives the new work_mem, every trial."""
+    reload is over, fast or slow (the postmaster and Patroni held 1.5 s: PostgreSQL cannot load the file, Patroni
+    answers late): the unit is active again, Patroni runs the new file and a new connection's SHOW gives the new
+    work_mem, every trial."""
     node = harness.patched
     with started(harness, 'patroni.service', node):
         main_pid = harness.show('patroni.service', 'MainPID')['MainPID']
-        outcomes = reload_trials(harness, 'patroni.service', node)
+        outcomes = reload_trials(harness, 'patroni.service', node, hold_patroni=True)
         print('systemd 252, shipped unit, `systemctl reload`: ' + summary(outcomes))
         assert barrier_held(outcomes), outcomes
         state = harness.show('patroni.service', 'MainPID', 'NRestarts')
@@ -683,16 +693,14 @@ def test_reload_returns_once_applied_on_252(harness):
 
 def test_reload_by_signal_returns_before_the_reload_is_applied_on_252(harness):
     """The control: the same trials with the unit's former ``ExecReload=/bin/kill -s HUP $MAINPID``: `systemctl
-    reload` returns once the signal is sent, and a slow reload is not over then (the unit still "reloading"), unless
-    Patroni's RELOADING=1 happened to reach systemd before kill's exit (then systemd waits for READY=1): at least
-    one slow trial of three returns early."""
+    reload` returns once the signal is sent: every slow reload is not over then (Patroni still held)."""
     node = harness.patched
     path = dropin(harness, 'kill-reload.conf', KILL_RELOAD)
     try:
         with started(harness, 'patroni.service', node):
-            outcomes = reload_trials(harness, 'patroni.service', node)
+            outcomes = reload_trials(harness, 'patroni.service', node, hold_patroni=True)
         print('systemd 252, ExecReload=/bin/kill: ' + summary(outcomes))
-        assert not barrier_held([o for o in outcomes if o['slow']]), outcomes
+        assert all(o['early'] for o in outcomes if o['slow']), outcomes
     finally:
         os.unlink(path)
         harness.systemctl('daemon-reload')
@@ -848,3 +856,43 @@ def test_postmaster_is_spared_by_the_oom_killer_and_backends_are_not(harness):
         harness.systemctl('daemon-reload')
     print('OOMScoreAdjust={0}: oom_score_adj of Patroni, the postmaster, its children {1}; without '
           'PG_OOM_ADJUST_FILE: {2}'.format(score, shipped_scores, control))
+
+
+def test_configuration_elsewhere_is_one_line(harness):
+    """The configuration file moved: one drop-in line (PATRONI_CONFIG_FILE) and the condition, the start (here through
+    early-sighup.conf) and the reload all follow it. The control, the same unit with the variable naming a missing
+    file: the start is skipped, as with Debian's ConditionPathExists= (exit 0, inactive, nothing runs)."""
+    node = harness.patched
+    elsewhere = owned_by_postgres(os.path.join(node.dir, 'elsewhere'))
+    config = os.path.join(elsewhere, 'node.yml')
+    node.write(tags={'where': 'elsewhere'})
+    os.rename(node.config, config)
+    early = unit_for_test(shipped('early-sighup.conf'), os.path.join(BIN, 'patroni'), node.dir)
+    paths = [dropin(harness, 'early-sighup.conf', early),
+             dropin(harness, 'where.conf', '[Service]\nEnvironment=PATRONI_CONFIG_FILE={0}\n'.format(config))]
+    try:
+        assert harness.systemctl('start', 'patroni.service').returncode == 0, node.tail()
+        main_pid = harness.show('patroni.service', 'MainPID')['MainPID']
+        cmdline = harness.run('cat', '/proc/{0}/cmdline'.format(main_pid)).stdout.split('\0')
+        assert cmdline[-2:] == [config, ''], cmdline
+        assert patroni_status(harness).get('tags') == {'where': 'elsewhere'}
+        with open(config) as f:
+            text = f.read()
+        with open(config, 'w') as f:
+            f.write(text.replace('"where": "elsewhere"', '"where": "reloaded"'))
+        assert harness.systemctl('reload', 'patroni.service').returncode == 0
+        assert patroni_status(harness).get('tags') == {'where': 'reloaded'}
+        assert harness.systemctl('stop', 'patroni.service').returncode == 0
+        os.rename(config, config + '.away')
+        start = harness.systemctl('start', 'patroni.service')
+        state = harness.show('patroni.service', 'ActiveState', 'MainPID', 'Result')
+        assert start.returncode == 0 and state['ActiveState'] == 'inactive' and state['MainPID'] == '0', (start, state)
+        assert 'ExecCondition=' in harness.systemctl('status', 'patroni.service').stdout
+        print('configuration moved by PATRONI_CONFIG_FILE: started, reloaded; missing: skipped, {0}'.format(state))
+    finally:
+        for path in paths:
+            os.unlink(path)
+        harness.systemctl('daemon-reload')
+        harness.systemctl('stop', 'patroni.service')
+        harness.systemctl('reset-failed', 'patroni.service')
+        node.write()
