@@ -17,7 +17,8 @@ sys.path.insert(0, ROOT)
 
 import patchqueue  # noqa: E402
 
-PROJECT_FILES = ('setup.py', 'pyproject.toml', 'MANIFEST.in', 'upstream.cfg', 'patchqueue.py', 'README.md', 'patches')
+PROJECT_FILES = ('setup.py', 'pyproject.toml', 'MANIFEST.in', 'upstream.cfg', 'patchqueue.py', 'README.md', 'patches',
+                 'patroni_systemd_reload.py')
 PIN = patchqueue.Pin(ROOT)
 BIN = os.path.dirname(sys.executable)
 
@@ -209,3 +210,21 @@ def test_patch_has_dep3_header(name):
         assert field in fields, field
     assert 'Bug' in fields or 'Bug-Debian' in fields
     assert len(header.split('\n\n', 2)[1].splitlines()) >= 3, 'the description says why'
+
+
+def test_install_refuses_a_venv_the_service_user_cannot_reach(tmp_path):
+    """`make install` from a checkout under a 0700 directory (/root's mode): one line naming the directory, nothing
+    made. The control: the venv of this checkout, which postgres can run (the tests run it as postgres), passes."""
+    closed = tmp_path / 'closed'
+    closed.mkdir(mode=0o700)
+    os.chmod(str(closed), 0o700)
+    venv = closed / 'checkout' / '.venv'
+    result = subprocess.run(['make', '-s', 'install', 'VENV=' + str(venv)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+    assert result.returncode != 0 and result.stdout == '', result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and 'postgres cannot reach' in lines[0] and str(closed) + ' (mode 0700' in lines[0], lines
+    assert not os.path.exists(str(venv))
+    control = subprocess.run([sys.executable, os.path.join(ROOT, 'patchqueue.py'), 'reachable',
+                              os.path.join(ROOT, '.venv'), 'postgres'], stderr=subprocess.PIPE, timeout=60)
+    assert control.returncode == 0, control.stderr
