@@ -29,8 +29,11 @@ deps:
 test: deps
 	$(VENV)/bin/python -m pytest tests generated/upstream-tests/test_systemd.py generated/upstream-tests/test_postmaster.py
 
-# boot a real systemd in private namespaces, start+reload the shipped unit, show status (see README)
-demo: deps
+# boot a real systemd in private namespaces, start+reload the shipped unit, show status (see README); it needs only
+# PostgreSQL 15 (installed without a cluster) and etcd (unpacked into .cache), not the rest of `make deps`
+demo:
+	SDNOTIFY_STEP_TIMEOUT=$(STEP_TIMEOUT) tests/deps.sh postgresql etcd
+	$(PIP) -r tests/requirements.txt
 	timeout $(STEP_TIMEOUT) $(VENV)/bin/python tests/demo.py
 
 # every benchmark, upstream and patched side by side; rewrites docs/results.md and docs/startup-timeline.png (~55 min)

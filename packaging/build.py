@@ -345,7 +345,8 @@ def rpm(out: str = os.path.join(BUILD, 'rpm')) -> str:
     sources = os.path.join(out, 'SOURCES')
     os.makedirs(sources)
     shutil.copyfile(sdist, os.path.join(sources, os.path.basename(sdist)))
-    for path in patches + [os.path.join(ROOT, 'extras', 'startup_scripts', unit) for unit in UNITS]:
+    for path in patches + [os.path.join(ROOT, 'extras', 'startup_scripts', unit) for unit in UNITS] + [
+            os.path.join(ROOT, 'patroni_systemd_reload.py')]:
         shutil.copyfile(path, os.path.join(sources, os.path.basename(path)))
     spec = read(os.path.join(HERE, 'patroni.spec'))
     lines = ['Patch{0:04d}: {1}'.format(i + 1, os.path.basename(path)) for i, path in enumerate(patches)]

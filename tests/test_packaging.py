@@ -176,6 +176,7 @@ def test_rpm_requires_files_and_scriptlets(rpm_built):
     files = rpm_query(rpm_built, '--list').split('\n')
     assert '/usr/lib/systemd/system/patroni.service' in files and '/usr/lib/systemd/system/patroni@.service' in files
     assert '/usr/bin/patroni' in files and '/usr/bin/patronictl' in files
+    assert '/usr/bin/patroni_systemd_reload' in files  # the units' ExecReload= (RHEL 9: systemd 252)
     # the series is applied: patroni/systemd.py holds the built-in sd_notify channel of patch 0003
     systemd_py = [f for f in files if f.endswith('/patroni/systemd.py')]
     assert len(systemd_py) == 1, files
