@@ -84,7 +84,8 @@ def test_one_line_names_the_configuration_file(name):
 
 def test_notify_reload_dropin_is_ignored_by_systemd_252(tmp_path):
     """systemd 252, on this machine, does not know Type=notify-reload and ignores the drop-in's two lines; the
-    drop-in leaves ExecReload= alone, so the unit keeps its waiting reload (test_notify_reload_dropin_keeps_reload_on_252)."""
+    drop-in leaves ExecReload= alone, so the unit keeps its waiting reload
+    (test_notify_reload_dropin_keeps_reload_on_252)."""
     result = verify(tmp_path, {'patroni.service': unit_for_test(shipped('patroni.service'),
                                                                 os.path.join(BIN, 'patroni'), '/etc/patroni'),
                                'patroni.service.d/notify-reload.conf': shipped('notify-reload.conf')},
@@ -173,8 +174,11 @@ class Node(object):
         self.log = os.path.join(self.dir, 'patroni.log')
         self.config = self.write()
 
-    def write(self, tags=None, parameters=None, **postgresql):
+    def write(self, tags=None, parameters=None, sections=None, **postgresql):
+        """*sections*: top-level sections to update (``restapi``, ``ctl``)."""
         config = patroni_config(self.dir, self.scope, 'node1', 2379, 8008, 5432, tags)
+        for name, values in (sections or {}).items():
+            config.setdefault(name, {}).update(values)
         config['bootstrap']['dcs'].update(self.dcs)
         config['postgresql']['parameters'].update(parameters or {})
         config['postgresql'].update(postgresql)
@@ -895,4 +899,82 @@ def test_configuration_elsewhere_is_one_line(harness):
         harness.systemctl('daemon-reload')
         harness.systemctl('stop', 'patroni.service')
         harness.systemctl('reset-failed', 'patroni.service')
+        node.write()
+
+
+def self_signed(directory):
+    """A certificate for 127.0.0.1 and its key in *directory*, owned by postgres; returns their paths."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    import ipaddress
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, '127.0.0.1')])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key()).serial_number(
+        x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(
+        now + datetime.timedelta(days=1)).add_extension(
+        x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address('127.0.0.1'))]), critical=False).add_extension(
+        x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(key, hashes.SHA256())
+    paths = os.path.join(directory, 'rest.crt'), os.path.join(directory, 'rest.key')
+    with open(paths[0], 'wb') as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(paths[1], 'wb') as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    for path in paths:
+        os.chmod(path, 0o600)
+        os.chown(path, POSTGRES.pw_uid, POSTGRES.pw_gid)
+    return paths
+
+
+def test_reload_waits_through_rest_api_tls_and_authentication(harness):
+    """The REST API over TLS with basic authentication, as the unit's configuration file says: `systemctl reload`
+    returns once the reload is applied (a new connection's SHOW gives the new work_mem), fast and with the
+    postmaster and Patroni held 1.5 s. The control: the file's ``ctl`` section with a wrong password: the REST API
+    refuses the request (401), patroni_systemd_reload sends SIGHUP instead and fails, and the reload is still
+    applied (unwaited)."""
+    node = harness.patched
+    cert, key = self_signed(node.dir)
+    restapi = {'certfile': cert, 'keyfile': key, 'authentication': {'username': 'admin', 'password': 'secret'}}
+
+    def write(work_mem, password='secret'):
+        ctl = {'cacert': cert, 'authentication': {'username': 'admin', 'password': password}}
+        node.write(parameters={'work_mem': work_mem}, sections={'restapi': restapi, 'ctl': ctl})
+    write('5MB')
+    try:
+        assert harness.systemctl('start', 'patroni.service').returncode == 0, node.tail()
+        wait_for(lambda: show_work_mem(harness) == '5MB', 60, 'PostgreSQL running\n' + node.tail())
+        main_pid = harness.show('patroni.service', 'MainPID')['MainPID']
+        data_dir = os.path.join(node.dir, 'data')
+        for i, work_mem in enumerate(('6MB', '7MB')):
+            write(work_mem)
+            held = [harness.postmaster_pid(data_dir), main_pid] if i else []
+            timer = threading.Timer(HOLD, lambda: harness.run('kill', '-CONT', *held))
+            if held:
+                harness.run('kill', '-STOP', *held)
+                timer.start()
+            try:
+                reload = harness.systemctl('reload', 'patroni.service', timeout=120)
+                state = harness.show('patroni.service', 'ActiveState')['ActiveState']
+                early = timer.is_alive()
+            finally:
+                if held:
+                    timer.join()
+                    harness.run('kill', '-CONT', *held)
+            assert reload.returncode == 0 and state == 'active' and (not held or not early), (reload, state, early)
+            assert show_work_mem(harness) == work_mem
+        write('8MB', password='wrong')
+        reload = harness.systemctl('reload', 'patroni.service', timeout=120)
+        assert reload.returncode != 0, reload
+        journal = harness.systemctl('status', '--lines=0', 'patroni.service').stdout
+        assert 'status=1' in journal, journal
+        wait_for(lambda: show_work_mem(harness) == '8MB', 30, 'the reload applied after the SIGHUP')
+        assert harness.show('patroni.service', 'MainPID', 'NRestarts') == {'MainPID': main_pid, 'NRestarts': '0'}
+    finally:
+        harness.systemctl('stop', 'patroni.service')
         node.write()
