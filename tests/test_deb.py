@@ -167,7 +167,7 @@ def test_our_deb_installs_over_debians_without_restarting_it(trixie):
     sh(trixie, 'test -x /usr/bin/patroni && test -x /usr/bin/patronictl'
                ' && test -f /usr/lib/systemd/system/patroni.service'
                ' && zgrep -q "does not stop, start or restart Patroni" /usr/share/doc/patroni/NEWS.Debian.gz'
-               ' && test -f /usr/share/doc/patroni/README.Debian'
+               ' && zgrep -q "Keep this package" /usr/share/doc/patroni/README.Debian*'
                ' && test -f /usr/share/doc/patroni/examples/early-sighup.conf'
                ' && test ! -e /usr/share/doc/patroni/examples/notify-reload.conf')
     # Debian's postgresql-common integration is still there (configurations made by pg_createconfig_patroni call it)
