@@ -137,12 +137,13 @@ def reload(path: str, timeout: int) -> int:
             if time.monotonic() > deadline:
                 raise Failure('the REST API did not come back after its restart ({0})'.format(e))
             time.sleep(0.1)
-    if status == 200 and answer.get('reload') == 'applied':
+    # the answer's "reload" says how it went, whatever the HTTP status that goes with it
+    if answer.get('reload') == 'applied':
         if answer.get('pending_restart'):
             sys.stderr.write('{0}: applied; PostgreSQL needs a restart for: {1}\n'.format(
                 PROG, ', '.join(sorted(answer.get('pending_restart_reason') or {}))))
         return 0
-    if status in (200, 202, 503) and answer.get('reload') in ('failed', 'scheduled'):
+    if answer.get('reload') in ('failed', 'scheduled'):
         raise Failure('reload {0}: {1}'.format(answer['reload'], answer.get('error')))
     if status == 202:
         raise Failure('the REST API scheduled the reload without waiting for it (a Patroni without the waiting '
