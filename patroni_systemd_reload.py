@@ -156,7 +156,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Parse the command line, reload, print a failure as one line; returns the exit status."""
     parser = argparse.ArgumentParser(prog=PROG, description='Reload the local Patroni and wait until the reload is '
                                      'applied (the ExecReload= of the patroni-sdnotify units).')
-    parser.add_argument('--timeout', type=int, default=300, help='seconds to wait, 1 to 3600 (default: 300)')
+    parser.add_argument('--timeout', type=int, default=240,
+                        help="seconds to wait, 1 to 3600 (default: 240, within the units' TimeoutStartSec=5min)")
     parser.add_argument('config_file', help="the unit's Patroni configuration file")
     args = parser.parse_args(argv)
     if not 0 < args.timeout <= 3600:
