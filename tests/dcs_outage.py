@@ -48,12 +48,19 @@ def joined(harness, node, status):
     return status()
 
 
-def check_bounded_start(harness, node, status):
+def check_bounded_start(harness, node, status, watchdog=0):
     """See the module's docstring. *harness*: a booted systemd with ``etcd.service`` and ``patroni.service`` for
-    *node*; *status*: the node's REST status (``GET /patroni``)."""
+    *node*; *status*: the node's REST status (``GET /patroni``). With *watchdog* (seconds), the unit has that
+    ``WatchdogSec=``: systemd arms it at READY=1, while Patroni still waits for etcd and its HA loop has yet to run;
+    for three times that long it must be neither killed nor restarted (the watchdog test of test_systemd_units.py is
+    the positive control: a loop that stops cycling is restarted)."""
     with open(os.path.join(harness.units, TARGET), 'w') as f:
         f.write('[Unit]\nDescription=what multi-user.target is to an enabled patroni.service\n'
                 'Wants=patroni.service\nAfter=patroni.service\n')
+    dropin = os.path.join(harness.units, 'patroni.service.d', 'watchdog-at-start.conf')
+    if watchdog:
+        with open(dropin, 'w') as f:
+            f.write('[Service]\nWatchdogSec={0}\nTimeoutAbortSec=2\nRestartSec=1\n'.format(watchdog))
     assert harness.systemctl('daemon-reload').returncode == 0
     node.write()
     bound = start_bound(node)
@@ -70,6 +77,11 @@ def check_bounded_start(harness, node, status):
         assert state['StatusText'].startswith('waiting for DCS'), state
         assert 'waiting for DCS' in harness.systemctl('status', 'patroni.service').stdout
         assert harness.show(TARGET, 'ActiveState') == {'ActiveState': 'active'}
+        deadline = time.monotonic() + 3 * watchdog
+        while time.monotonic() < deadline:  # the span a watchdog would need to kill it, three times over
+            now = harness.show('patroni.service', 'ActiveState', 'NRestarts', 'MainPID')
+            assert now == {'ActiveState': 'active', 'NRestarts': '0', 'MainPID': state['MainPID']}, now
+            time.sleep(0.5)  # the pace of the look, not a synchronisation
         assert harness.systemctl('start', 'etcd.service').returncode == 0
         joined(harness, node, status)
         end = harness.show('patroni.service', 'ActiveState', 'NRestarts', 'MainPID')
@@ -79,6 +91,9 @@ def check_bounded_start(harness, node, status):
     finally:
         harness.systemctl('start', 'etcd.service')
         harness.systemctl('stop', TARGET, 'patroni.service')
+        if os.path.exists(dropin):
+            os.unlink(dropin)
+            harness.systemctl('daemon-reload')
 
 
 def check_reload_during_the_wait(harness, node, status, change, after_ready=False):

@@ -292,6 +292,12 @@ def test_start_returns_while_the_dcs_is_down(harness):
     dcs_outage.check_bounded_start(harness, harness.patched, lambda: patroni_status(harness))
 
 
+def test_start_with_a_watchdog_returns_while_the_dcs_is_down(harness):
+    """As above with WatchdogSec=5: armed at READY=1 while Patroni still waits for etcd, it is fed until the HA loop
+    runs; the unit is neither killed nor restarted (tests/dcs_outage.py)."""
+    dcs_outage.check_bounded_start(harness, harness.patched, lambda: patroni_status(harness), watchdog=5)
+
+
 @pytest.mark.parametrize('change, after_ready', [(True, False), (False, False), (True, True)],
                          ids=['merged', 'control', 'after-ready'])
 def test_reload_during_the_wait_is_applied(harness, change, after_ready):
