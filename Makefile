@@ -1,7 +1,9 @@
 # The two commands of README.md: `make install` builds and installs the patched Patroni, `make test` runs every test.
-# The venv is made with Debian's /usr/bin/python3 so that the postgres user can run what it holds.
+# The venv is made with Debian's /usr/bin/python3 so that the postgres user can run what it holds; `make install`
+# refuses, in one line, a venv that user cannot reach (a checkout under /root, mode 0700).
 PYTHON ?= /usr/bin/python3
 VENV ?= .venv
+SERVICE_USER ?= postgres
 EXTRAS ?= etcd3,psycopg2-binary
 # every pip step is bounded (seconds); tests/deps.sh bounds its apt-get and debootstrap steps the same way
 STEP_TIMEOUT ?= 600
@@ -10,6 +12,8 @@ PIP = timeout $(STEP_TIMEOUT) $(VENV)/bin/pip install --quiet --disable-pip-vers
 .PHONY: install test deps demo results upstream-suite pr-map deb deb-source rpm test-deb
 
 install:
+	$(eval UNREACHABLE := $(shell $(PYTHON) patchqueue.py reachable $(VENV) $(SERVICE_USER) 2>&1))
+	$(if $(UNREACHABLE),$(error $(UNREACHABLE)))
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) '.[$(EXTRAS)]'
 	$(VENV)/bin/pip show patroni | sed -n "s/^Version: /patroni /p"
@@ -25,8 +29,11 @@ deps:
 test: deps
 	$(VENV)/bin/python -m pytest tests generated/upstream-tests/test_systemd.py generated/upstream-tests/test_postmaster.py
 
-# boot a real systemd in private namespaces, start+reload the shipped unit, show status (see README)
-demo: deps
+# boot a real systemd in private namespaces, start+reload the shipped unit, show status (see README); it needs only
+# PostgreSQL 15 (installed without a cluster) and etcd (unpacked into .cache), not the rest of `make deps`
+demo:
+	SDNOTIFY_STEP_TIMEOUT=$(STEP_TIMEOUT) tests/deps.sh postgresql etcd
+	$(PIP) -r tests/requirements.txt
 	timeout $(STEP_TIMEOUT) $(VENV)/bin/python tests/demo.py
 
 # every benchmark, upstream and patched side by side; rewrites docs/results.md and docs/startup-timeline.png (~55 min)

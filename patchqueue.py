@@ -421,6 +421,40 @@ def queue_export(root: str, repo: str, out: Optional[str] = None) -> List[str]:
     return names
 
 
+def unreachable(path: str, user: str) -> Optional[str]:
+    """The first directory on the way to *path* (which need not exist yet) that *user* cannot pass (no search
+    permission for it, or, if there is no such user yet, for others), or ``None``.
+
+    ``make install`` refuses a venv that the service user could not run (systemd: 203/EXEC, then start-limit-hit).
+    """
+    import grp
+    import pwd
+    import stat
+
+    try:
+        entry = pwd.getpwnam(user)
+        uid, gids = entry.pw_uid, {entry.pw_gid} | {g.gr_gid for g in grp.getgrall() if user in g.gr_mem}
+    except KeyError:
+        uid, gids = None, set()
+    if uid == 0:
+        return None
+    directory = os.path.abspath(path)
+    while not os.path.isdir(directory):
+        directory = os.path.dirname(directory)
+    chain = []
+    while True:
+        chain.append(directory)
+        if directory == os.path.dirname(directory):
+            break
+        directory = os.path.dirname(directory)
+    for directory in reversed(chain):
+        st = os.stat(directory)
+        bit = stat.S_IXUSR if st.st_uid == uid else stat.S_IXGRP if st.st_gid in gids else stat.S_IXOTH
+        if not st.st_mode & bit:
+            return '{0} (mode {1:04o}, owner {2})'.format(directory, stat.S_IMODE(st.st_mode), st.st_uid)
+    return None
+
+
 def main(argv: List[str]) -> int:
     """Command-line entry point.
 
@@ -440,6 +474,9 @@ def main(argv: List[str]) -> int:
         cmd.add_argument('repo', metavar='DIR')
         if name == 'export':
             cmd.add_argument('--output', help='write the series here instead of patches/')
+    cmd = sub.add_parser('reachable', help='fail unless USER may reach the venv DIR (make install)')
+    cmd.add_argument('venv', metavar='DIR')
+    cmd.add_argument('user', metavar='USER')
     args = parser.parse_args(argv)
     root = os.path.abspath(args.root)
     try:
@@ -453,6 +490,14 @@ def main(argv: List[str]) -> int:
                   .format(args.repo, len(read_series(root))))
         elif args.command == 'export':
             print('\n'.join(queue_export(root, args.repo, args.output)))
+        elif args.command == 'reachable':
+            blocked = unreachable(args.venv, args.user)
+            if blocked:
+                print('make install: {0} cannot reach {1}: {2} is closed to it; install from a checkout it can '
+                      'reach (e.g. under /opt or /srv), or set VENV= to a directory it can reach'.format(
+                          args.user, os.path.join(os.path.abspath(args.venv), 'bin', 'patroni'), blocked),
+                      file=sys.stderr)
+                return 2
         else:
             parser.print_help()
             return 2

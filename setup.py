@@ -3,7 +3,8 @@
 
 The patched package is materialised into ``patroni/`` by :mod:`patchqueue`; name, version and every other piece of
 metadata (requirements, extras, console scripts) come from upstream's own sdist metadata, relabelled with our
-local version.
+local version. Beside it goes our own module ``patroni_systemd_reload`` (the units' ``ExecReload=``), which is not
+part of the series.
 """
 
 import os
@@ -37,11 +38,13 @@ def main() -> None:
         keywords=metadata['keywords'],
         classifiers=metadata['classifiers'],
         packages=find_packages(include=['patroni', 'patroni.*']),
+        py_modules=['patroni_systemd_reload'],
         package_data={'patroni': ['postgresql/available_parameters/*.yml',
                                   'postgresql/available_parameters/*.yaml']},
         install_requires=metadata['install_requires'],
         extras_require=metadata['extras_require'],
-        entry_points=metadata['entry_points'],
+        entry_points={'console_scripts': metadata['entry_points']['console_scripts']
+                      + ['patroni_systemd_reload = patroni_systemd_reload:main']},
     )
 
 

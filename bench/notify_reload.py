@@ -3,8 +3,10 @@
 
 The systemd 257 tier of the tests (tests/test_systemd_257.py): Debian trixie's systemd as PID 1 of private
 namespaces, one etcd 3.4, two Patroni units at loop_wait 10, both the shipped unit with the shipped
-notify-reload.conf drop-in. ``patroni.service`` runs the patched Patroni; ``patroni-upstream.service`` runs upstream
-4.1.5 with Debian's python3-systemd (without it upstream never sends READY=1 and cannot start as Type=notify).
+notify-reload.conf drop-in and ``ExecReload=`` emptied, as the Debian package's units are: systemd's own wait for
+READY=1 is what is measured (the shipped ``ExecReload=``, patroni_systemd_reload, would add its own request).
+``patroni.service`` runs the patched Patroni; ``patroni-upstream.service`` runs upstream 4.1.5 with Debian's
+python3-systemd (without it upstream never sends READY=1 and cannot start as Type=notify).
 Each round rewrites a unit's configuration (a new tag), then times ``systemctl reload`` and checks that the new tag is
 in effect when it returns; the units take turns, and a random pause puts the reload at a random point of the HA
 loop's nap. The rounds start once both run PostgreSQL (upstream sends READY=1 before its first HA cycle). A reload
@@ -60,6 +62,7 @@ def main() -> int:
         dropins[unit + '.d/host.conf'] = host_dropin()
         dropins[unit + '.d/log.conf'] = log_dropin('/host' + os.path.join(directory, 'patroni.log'))
         dropins[unit + '.d/notify-reload.conf'] = shipped('notify-reload.conf')
+        dropins[unit + '.d/strict.conf'] = '[Service]\nExecReload=\n'
     dropins['patroni-upstream.service.d/python-systemd.conf'] = '[Service]\nEnvironment=PYTHONPATH={0}\n'.format(
         PYTHON_SYSTEMD)
     blocked: Dict[str, List[float]] = {unit: [] for unit in PATRONI}

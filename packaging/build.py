@@ -64,6 +64,29 @@ class Error(Exception):
 
 # the configuration file of Debian's patroni.service
 DEBIAN_CONFIG = '/etc/patroni/config.yml'
+# extras/startup_scripts files the package does not ship: its units are Type=notify-reload already
+NOT_SHIPPED = ['notify-reload.conf']
+# the reload of the extras' units (patroni_systemd_reload, for systemd 252 too), and what replaces it in the package,
+# built for trixie (systemd 257; debian/control: Breaks: systemd (<< 253)): systemd's own notify-reload, which holds
+# `systemctl reload` until Patroni's READY=1, needs no REST API and sends one SIGHUP
+EXTRAS_RELOAD = re.compile(r'^# `systemctl reload` returns once.*?^ExecReload=.*?\n', re.M | re.S)
+DEBIAN_RELOAD = """# `systemctl reload` returns once Patroni has applied the file and PostgreSQL has loaded it: systemd
+# (>= 253) sends SIGHUP and waits for Patroni's RELOADING=1 ... READY=1. A reload is held until READY=1,
+# so it never lands before Patroni handles SIGHUP; early-sighup.conf also covers a `kill -HUP` in the
+# interpreter's first instants.
+"""
+
+
+def debian_unit(text: str) -> str:
+    """A unit of extras/startup_scripts as the package ships it: ``Type=notify-reload`` without ``ExecReload=``;
+    patroni.service reads Debian's /etc/patroni/config.yml (ours replaces Debian's unit at the same path: with
+    another file every existing node would be skipped at its restart)."""
+    assert text.count('\nType=notify\n') == 1 and len(EXTRAS_RELOAD.findall(text)) == 1, 'the units changed'
+    text = text.replace('\nType=notify\n', '\nType=notify-reload\nReloadSignal=SIGHUP\n')
+    text = EXTRAS_RELOAD.sub(DEBIAN_RELOAD, text)
+    text = text.replace(' and its patroni_systemd_reload', '').replace(
+        'Drop-ins: notify-reload.conf (optional), early-sighup.conf', 'Drop-in: early-sighup.conf')
+    return text.replace('PATRONI_CONFIG_FILE=/etc/patroni/patroni.yml', 'PATRONI_CONFIG_FILE=' + DEBIAN_CONFIG)
 
 
 def pin() -> patchqueue.Pin:
@@ -136,10 +159,8 @@ def source(out: str = os.path.join(BUILD, 'deb')) -> str:
     shutil.copyfile(os.path.join(ROOT, 'patches', 'series'), os.path.join(debian, 'patches', 'series'))
     scripts = os.path.join(ROOT, 'extras', 'startup_scripts')
     for unit in UNITS:
-        # Debian's patroni.service reads /etc/patroni/config.yml; ours replaces it at the same path, so it must too
-        # (with /etc/patroni/patroni.yml every existing node would be skipped by ConditionPathExists at its restart)
         with open(os.path.join(scripts, unit)) as f:
-            text = f.read().replace('/etc/patroni/patroni.yml', DEBIAN_CONFIG)
+            text = debian_unit(f.read())
         with open(os.path.join(debian, unit), 'w') as f:
             f.write(text)
     os.makedirs(os.path.join(debian, 'startup_scripts'))
@@ -149,7 +170,7 @@ def source(out: str = os.path.join(BUILD, 'deb')) -> str:
         os.makedirs(os.path.dirname(target), exist_ok=True)
         shutil.copy2(os.path.join(integration, path), target)
     for name in sorted(os.listdir(scripts)):
-        if name not in UNITS:
+        if name not in UNITS + NOT_SHIPPED:
             shutil.copyfile(os.path.join(scripts, name), os.path.join(debian, 'startup_scripts', name))
     result = subprocess.run(['dpkg-source', '-b', os.path.basename(tree)], cwd=out, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, universal_newlines=True, timeout=STEP)
@@ -345,7 +366,8 @@ def rpm(out: str = os.path.join(BUILD, 'rpm')) -> str:
     sources = os.path.join(out, 'SOURCES')
     os.makedirs(sources)
     shutil.copyfile(sdist, os.path.join(sources, os.path.basename(sdist)))
-    for path in patches + [os.path.join(ROOT, 'extras', 'startup_scripts', unit) for unit in UNITS]:
+    for path in patches + [os.path.join(ROOT, 'extras', 'startup_scripts', unit) for unit in UNITS] + [
+            os.path.join(ROOT, 'patroni_systemd_reload.py')]:
         shutil.copyfile(path, os.path.join(sources, os.path.basename(path)))
     spec = read(os.path.join(HERE, 'patroni.spec'))
     lines = ['Patch{0:04d}: {1}'.format(i + 1, os.path.basename(path)) for i, path in enumerate(patches)]

@@ -2,8 +2,10 @@
 Type=notify} x {plain ExecStart, the early-sighup.conf drop-in}, under the harness's systemd 252 with etcd 3.4 and
 PostgreSQL 15. Shared by tests/test_systemd_units.py (a few trials a cell) and bench/start_reload_matrix.py (30).
 
-Each cell is the shipped patroni.service pointed at one Patroni (unit_for_test), with ``Type=`` set and, for the
-early-block cells, the shipped early-sighup.conf drop-in. Upstream under Type=notify gets python-systemd (PYTHONPATH):
+Each cell is the shipped patroni.service pointed at one Patroni (unit_for_test), with ``Type=`` set, the reload by
+signal (``ExecReload=/bin/kill -s HUP $MAINPID``: what scripts that signal Patroni do, and what the shipped
+patroni_systemd_reload falls back to while the REST API is not up) and, for the early-block cells, the shipped
+early-sighup.conf drop-in. Upstream under Type=notify gets python-systemd (PYTHONPATH):
 without it upstream never sends READY=1. A trial ends in one of three outcomes, each read from the system:
 
 - ``applied``: Patroni alive (the same MainPID, no restart) and the reload processed: its log says "No local
@@ -58,7 +60,8 @@ def cell_units(cell: Cell, config_dir: str, log: str) -> Dict[str, str]:
     assert 'Type=notify\n' in unit
     files = {name: unit.replace('Type=notify\n', 'Type={0}\n'.format(kind)),
              # the trials start it more often than systemd's default rate limit (5 starts in 10 s) allows
-             name + '.d/log.conf': '[Unit]\nStartLimitIntervalSec=0\n' + log_dropin(log)}
+             name + '.d/log.conf': '[Unit]\nStartLimitIntervalSec=0\n' + log_dropin(log),
+             name + '.d/kill-reload.conf': '[Service]\nExecReload=\nExecReload=/bin/kill -s HUP $MAINPID\n'}
     if launcher == 'early-block':
         files[name + '.d/early-sighup.conf'] = unit_for_test(shipped('early-sighup.conf'), PROGRAMS[program],
                                                              config_dir)

@@ -3,6 +3,7 @@
 import email.parser
 import importlib.metadata
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,7 +18,8 @@ sys.path.insert(0, ROOT)
 
 import patchqueue  # noqa: E402
 
-PROJECT_FILES = ('setup.py', 'pyproject.toml', 'MANIFEST.in', 'upstream.cfg', 'patchqueue.py', 'README.md', 'patches')
+PROJECT_FILES = ('setup.py', 'pyproject.toml', 'MANIFEST.in', 'upstream.cfg', 'patchqueue.py', 'README.md', 'patches',
+                 'patroni_systemd_reload.py')
 PIN = patchqueue.Pin(ROOT)
 BIN = os.path.dirname(sys.executable)
 
@@ -82,6 +84,9 @@ def test_metadata_equals_upstream(sdist):
     scripts = {ep.name: ep.value for ep in installed.entry_points if ep.group == 'console_scripts'}
     upstream_scripts = dict(line.split(' = ') for line in sdist_member(sdist, 'patroni.egg-info/entry_points.txt')
                             .splitlines() if ' = ' in line)
+    # upstream's console scripts, and beside them ours: the units' ExecReload=, not part of the series
+    assert scripts.pop('patroni_systemd_reload') == 'patroni_systemd_reload:main'
+    assert os.access(os.path.join(BIN, 'patroni_systemd_reload'), os.X_OK)
     assert scripts == upstream_scripts
     assert set(scripts) == {'patroni', 'patronictl', 'patroni_raft_controller', 'patroni_wale_restore',
                             'patroni_aws', 'patroni_barman'}
@@ -209,3 +214,23 @@ def test_patch_has_dep3_header(name):
         assert field in fields, field
     assert 'Bug' in fields or 'Bug-Debian' in fields
     assert len(header.split('\n\n', 2)[1].splitlines()) >= 3, 'the description says why'
+
+
+def test_install_refuses_a_venv_the_service_user_cannot_reach(tmp_path):
+    """`make install` from a checkout under a 0700 directory (/root's mode): one line naming the directory, nothing
+    made. The control: the venv of this checkout, which postgres can run (the tests run it as postgres), passes."""
+    closed = tmp_path / 'closed'
+    closed.mkdir(mode=0o700)
+    os.chmod(str(closed), 0o700)
+    venv = closed / 'checkout' / '.venv'
+    result = subprocess.run(['make', '-s', 'install', 'VENV=' + str(venv)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+    assert result.returncode != 0 and result.stdout == '', result
+    lines = result.stderr.strip().splitlines()
+    # the first directory closed to postgres on the way (pytest's own base directory is 0700 too)
+    blocked = re.search(r' (/\S+) \(mode 0700', lines[0]) if len(lines) == 1 else None
+    assert 'postgres cannot reach' in lines[0] and blocked and str(venv).startswith(blocked.group(1) + '/'), lines
+    assert not os.path.exists(str(venv))
+    control = subprocess.run([sys.executable, os.path.join(ROOT, 'patchqueue.py'), 'reachable',
+                              os.path.join(ROOT, '.venv'), 'postgres'], stderr=subprocess.PIPE, timeout=60)
+    assert control.returncode == 0, control.stderr

@@ -156,7 +156,7 @@ def wait_running(tier, whose):
 def test_our_deb_installs_over_debians_without_restarting_it(trixie):
     """Debian's Patroni running (its Type=simple unit, a new cluster bootstrapped), then our .deb installed over it
     with apt: the same Patroni and postmaster still run (no restart on upgrade), the configuration is byte for byte
-    the same, systemd has our Type=notify template loaded, everything in Debian's places, no python3-systemd."""
+    the same, systemd has our Type=notify-reload template loaded, everything in Debian's places, no python3-systemd."""
     before = sh(trixie, 'cat ' + CONFIG)
     assert trixie.systemctl('start', INSTANCE).returncode == 0
     wait_running(trixie, "Debian's Patroni")
@@ -181,7 +181,8 @@ def test_our_deb_installs_over_debians_without_restarting_it(trixie):
                ' && test -f /usr/lib/systemd/system/patroni.service'
                ' && zgrep -q "does not stop, start or restart Patroni" /usr/share/doc/patroni/NEWS.Debian.gz'
                ' && test -f /usr/share/doc/patroni/README.Debian'
-               ' && test -f /usr/share/doc/patroni/examples/notify-reload.conf')
+               ' && test -f /usr/share/doc/patroni/examples/early-sighup.conf'
+               ' && test ! -e /usr/share/doc/patroni/examples/notify-reload.conf')
     # Debian's postgresql-common integration is still there (configurations made by pg_createconfig_patroni call it)
     sh(trixie, 'test -x /usr/bin/pg_createconfig_patroni && test -x /usr/share/patroni/pg_createcluster_patroni'
                ' && test -x /usr/share/patroni/pg_clonecluster_patroni && test -f /etc/patroni/config.yml.in'
@@ -189,18 +190,23 @@ def test_our_deb_installs_over_debians_without_restarting_it(trixie):
                ' | grep -q "^patroni: "')
     # its DCS example is ours, etcd's v3 API (Debian's: ZooKeeper); Debian's, unmodified, replaced by dpkg
     sh(trixie, 'grep -q "^etcd3:" /etc/patroni/dcs.yml && ! grep -q "^zookeeper:" /etc/patroni/dcs.yml')
-    # patroni.service reads Debian's /etc/patroni/config.yml
-    assert 'ConditionPathExists=/etc/patroni/config.yml' in sh(trixie, 'cat /usr/lib/systemd/system/patroni.service')
+    # patroni.service reads Debian's /etc/patroni/config.yml, named once
+    unit = sh(trixie, 'cat /usr/lib/systemd/system/patroni.service')
+    assert 'Environment=PATRONI_CONFIG_FILE=/etc/patroni/config.yml\n' in unit and 'patroni.yml' not in unit, unit
     # the template loaded without a manual daemon-reload, keeping what Debian's template gives an instance
     state = trixie.show(INSTANCE, 'Type', 'FragmentPath', 'SyslogIdentifier', 'EnvironmentFiles', 'RuntimeDirectory',
-                        'ConditionResult', 'User', 'ExecStart', 'NotifyAccess')
-    assert state['Type'] == 'notify' and state['FragmentPath'] == '/usr/lib/systemd/system/patroni@.service', state
+                        'ConditionResult', 'User', 'ExecStart', 'ExecReload', 'NotifyAccess', 'Environment')
+    # systemd 257: the reload is systemd's own (SIGHUP, then it waits for READY=1), no ExecReload=
+    assert state['Type'] == 'notify-reload' and state['FragmentPath'] == '/usr/lib/systemd/system/patroni@.service', \
+        state
+    assert state.get('ExecReload', '') == '', state
+    assert 'PATRONI_CONFIG_FILE=/etc/patroni/17-test.yml' in state['Environment'], state
     assert state['SyslogIdentifier'] == 'patroni@17-test' and state['User'] == 'postgres', state
     # one EnvironmentFiles= line per file: Debian's shared env.conf first
     files = sh(trixie, 'systemctl show -p EnvironmentFiles ' + INSTANCE).splitlines()
     assert files[0] == 'EnvironmentFiles=/etc/patroni/env.conf (ignore_errors=yes)', files
     assert state['RuntimeDirectory'] == 'postgresql/17-test.pg_stat_tmp', state
-    assert 'path=/usr/bin/patroni ; argv[]=/usr/bin/patroni /etc/patroni/17-test.yml' in state['ExecStart'], state
+    assert 'path=/usr/bin/patroni ; argv[]=/usr/bin/patroni ${PATRONI_CONFIG_FILE}' in state['ExecStart'], state
     # and nothing started it again
     assert trixie.show(INSTANCE, 'ActiveState')['ActiveState'] == 'inactive'
 
@@ -228,9 +234,60 @@ def test_start_reload_back_to_back_survives(trixie):
     for _ in range(TRIALS):
         outcomes.append(start_reload(trixie))
         stop(trixie)
-    print('patroni {0}, Type=notify: start+reload back to back: {1}'.format(
+    print('patroni {0}, Type=notify-reload: start+reload back to back: {1}'.format(
         'sdnotify', [o for o, _ in outcomes]))
     assert [o for o, _ in outcomes] == ['alive'] * TRIALS, [s for _, s in outcomes]
+
+
+def patroni_argv(tier, unit):
+    """The command line of *unit*'s main process (Patroni), as a list."""
+    pid = tier.show(unit, 'MainPID')['MainPID']
+    return tier.run('cat', '/proc/{0}/cmdline'.format(pid), in_root=True).stdout.split('\0')[:-1]
+
+
+@pytest.mark.parametrize('unit, config', [(INSTANCE, CONFIG), ('patroni.service', '/etc/patroni/config.yml')])
+def test_every_example_starts_patroni_on_the_packages_units(trixie, unit, config):
+    """Each drop-in of /usr/share/doc/patroni/examples, installed as its README says, on each unit of the package:
+    the unit starts Patroni on the unit's own configuration file, and a reload is applied. The control: without
+    that file the start is skipped (ExecCondition=, as Debian's ConditionPathExists=), nothing runs."""
+    template = unit.split('@')[0] + ('@' if '@' in unit else '') + '.service'
+    examples = sh(trixie, 'ls /usr/share/doc/patroni/examples/').split()
+    dropins = [name for name in examples if name.endswith('.conf')]
+    assert dropins == ['early-sighup.conf'], examples
+    if config != CONFIG:
+        sh(trixie, 'install -o postgres -g postgres -m 0640 {0} {1}'.format(CONFIG, config))
+    try:
+        for name in dropins:
+            sh(trixie, 'mkdir -p /etc/systemd/system/{0}.d && cp /usr/share/doc/patroni/examples/{1} '
+                       '/etc/systemd/system/{0}.d/ && systemctl daemon-reload'.format(template, name))
+            try:
+                result = trixie.systemctl('start', unit, timeout=300)
+                assert result.returncode == 0, result.stderr + journal(trixie)[-2000:]
+                argv = patroni_argv(trixie, unit)
+                assert argv[-2:] == ['/usr/bin/patroni', config], argv
+                reload = trixie.systemctl('reload', unit, timeout=60)
+                assert reload.returncode == 0 and trixie.show(unit, 'ActiveState')['ActiveState'] == 'active', reload
+                print('{0} with {1}: {2}'.format(unit, name, ' '.join(argv)))
+            finally:
+                stop_unit(trixie, unit)
+                sh(trixie, 'rm /etc/systemd/system/{0}.d/{1} && systemctl daemon-reload'.format(template, name))
+        sh(trixie, 'mv {0} {0}.away'.format(config))
+        try:
+            start = trixie.systemctl('start', unit, timeout=60)
+            state = trixie.show(unit, 'ActiveState', 'MainPID')
+            assert start.returncode == 0 and state == {'ActiveState': 'inactive', 'MainPID': '0'}, state
+            skipped = trixie.run('journalctl', '--no-pager', '-o', 'cat', '-u', unit, in_root=True).stdout
+            assert "Skipped due to 'exec-condition'." in skipped, skipped[-2000:]
+        finally:
+            sh(trixie, 'mv {0}.away {0}'.format(config))
+    finally:
+        if config != CONFIG:
+            sh(trixie, 'rm -f ' + config)
+
+
+def stop_unit(tier, unit):
+    tier.systemctl('stop', unit, timeout=300)
+    tier.systemctl('reset-failed', unit)
 
 
 def autopkgtest_control(path):

@@ -25,7 +25,8 @@ SUITE = 'bookworm'
 LOWER = os.path.join(ROOT, '.cache', SUITE + '-minimal')
 CACHES = {'/var/cache/apt/archives': os.path.join(ROOT, '.cache', SUITE + '-minimal-debs'),
           '/root/.cache/pip': os.path.join(ROOT, '.cache', SUITE + '-minimal-pip')}
-REPO = '/root/patroni-sdnotify'
+# not under /root (mode 0700, as in the minbase root): `make install` refuses a venv postgres cannot reach
+REPO = '/opt/patroni-sdnotify'
 STEP = 900  # seconds for one chroot session: apt-get, then the build
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -109,7 +110,7 @@ def readme_install():
 
 
 class Chroot(object):
-    """One overlay over the pristine root, holding a copy of the project's files at /root/patroni-sdnotify."""
+    """One overlay over the pristine root, holding a copy of the project's files at /opt/patroni-sdnotify."""
 
     def __init__(self, workdir, name):
         self.dir = os.path.join(workdir.path, name)
@@ -127,7 +128,7 @@ class Chroot(object):
                 shutil.copy2(os.path.join(ROOT, name), dest, follow_symlinks=False)
 
     def run(self, script, timeout=STEP):
-        """Run *script* (sh -e) as root in the chroot, in /root/patroni-sdnotify, with a login's plain
+        """Run *script* (sh -e) as root in the chroot, in /opt/patroni-sdnotify, with a login's plain
         environment plus the machine's PIP_* variables; returns the completed process (output merged)."""
         files, ro_dirs, pip_env = host_pip_config()
         for path in CACHES.values():

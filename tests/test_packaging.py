@@ -106,8 +106,12 @@ def test_source_package_is_the_sdist_and_the_series(project):
     assert len([m for m in members if m.startswith('debian/patches/')]) == len(patchqueue.read_series(ROOT)) + 1
     # the units are this project's, as Debian's dh_installsystemd takes them (debian/<unit>); patroni.service reads
     # the file Debian's reads, /etc/patroni/config.yml: it replaces Debian's unit on every node that has it enabled
-    with open(os.path.join(ROOT, 'extras', 'startup_scripts', 'patroni@.service'), 'rb') as f:
-        assert members['debian/patroni@.service'] == f.read()
+    # (Type=notify-reload without ExecReload=: trixie's systemd 257 waits for READY=1 itself)
+    for name in ('patroni@.service', 'patroni.service'):
+        unit = members['debian/' + name].decode()
+        assert 'Type=notify-reload\nReloadSignal=SIGHUP\n' in unit and 'ExecReload' not in unit, unit
+        assert 'ExecStart=/usr/bin/patroni ${PATRONI_CONFIG_FILE}\n' in unit, unit
+    assert 'debian/startup_scripts/notify-reload.conf' not in members
     # Debian's postgresql-common integration, carried over from Debian's patroni (installed by debian/patroni.install)
     for path in ('usr/bin/pg_createconfig_patroni', 'usr/share/patroni/pg_createcluster_patroni',
                  'usr/share/patroni/pg_clonecluster_patroni', 'etc/patroni/config.yml.in'):
@@ -123,8 +127,7 @@ def test_source_package_is_the_sdist_and_the_series(project):
              for t in line.split(':', 1)[1].split()]
     assert tests and all('debian/tests/' + t in members for t in tests), tests
     unit = members['debian/patroni.service'].decode()
-    assert 'ConditionPathExists=/etc/patroni/config.yml' in unit, unit
-    assert 'ExecStart=/usr/bin/patroni /etc/patroni/config.yml' in unit, unit
+    assert 'Environment=PATRONI_CONFIG_FILE=/etc/patroni/config.yml\n' in unit, unit
     assert 'patroni.yml' not in unit, unit
     # and the version sorts above Debian's own (trixie) and below PGDG's of the same upstream (docs/packaging.md)
     for other, relation in (('4.0.7-3~deb13u1', 'gt'), ('4.1.5-1.pgdg130+1', 'lt')):
@@ -184,6 +187,7 @@ def test_rpm_requires_files_and_scriptlets(rpm_built):
     files = rpm_query(rpm_built, '--list').split('\n')
     assert '/usr/lib/systemd/system/patroni.service' in files and '/usr/lib/systemd/system/patroni@.service' in files
     assert '/usr/bin/patroni' in files and '/usr/bin/patronictl' in files
+    assert '/usr/bin/patroni_systemd_reload' in files  # the units' ExecReload= (RHEL 9: systemd 252)
     # the series is applied: patroni/systemd.py holds the built-in sd_notify channel of patch 0003
     systemd_py = [f for f in files if f.endswith('/patroni/systemd.py')]
     assert len(systemd_py) == 1, files

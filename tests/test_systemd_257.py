@@ -1,6 +1,7 @@
 """The second tier: systemd 257 from a Debian trixie root (tests/debian_root.sh), PID 1 of its own namespaces like the
-252 harness, running the shipped unit with the Type=notify-reload drop-in, made strict (``ExecReload=`` emptied, as
-the drop-in says for fleets of systemd >= 253 only); test_portable_dropin_reloads runs it as shipped.
+252 harness, running the shipped unit with the Type=notify-reload drop-in, made strict (``ExecReload=`` emptied: what
+the Debian package's units for trixie are); test_portable_dropin_reloads and test_reload_barrier run it as shipped
+too (the unit's ExecReload= kept).
 
 Under notify-reload systemd sends the SIGHUP itself and ``systemctl reload`` returns only when the service has
 answered RELOADING=1 ... READY=1; a service that never answers hangs it (upstream #3594). The claims: it returns once
@@ -18,7 +19,8 @@ import dcs_outage
 import notify_access
 from realparts import BIN, ETCD, PYTHON_SYSTEMD, read_from, ROOT, wait_for, Workdir
 from systemd_harness import etcd_unit, host_dropin, log_dropin, Systemd, unit_for_test
-from test_systemd_units import end_postgres, Node, patroni_status, shipped
+from test_systemd_units import (barrier_held, end_postgres, KILL_RELOAD, Node, patroni_status, reload_trials, shipped,
+                                started, summary)
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +31,7 @@ RELOAD_BOUND = 30
 SLOW_LOOP = {'loop_wait': 10, 'retry_timeout': 10, 'ttl': 30}
 UPSTREAM = os.path.join(ROOT, '.venv-upstream', 'bin', 'patroni')
 CYCLE = 'no action. I am (node1), the leader with the lock'
-# what notify-reload.conf tells fleets of systemd >= 253 only to add
+# what the Debian package's units (trixie) are: Type=notify-reload without ExecReload=
 STRICT = '[Service]\nExecReload=\n'
 
 
@@ -170,7 +172,7 @@ def test_portable_dropin_reloads(tier):
         assert tier.systemctl('daemon-reload').returncode == 0
         with running(tier, {'reload': 'start'}) as node:
             state = tier.show('patroni.service', 'Type', 'ExecReload', 'MainPID')
-            assert state['Type'] == 'notify-reload' and '/bin/kill' in state['ExecReload'], state
+            assert state['Type'] == 'notify-reload' and 'patroni_systemd_reload' in state['ExecReload'], state
             for i in range(3):
                 node.write(tags={'reload': str(i)})
                 reload = tier.systemctl('reload', 'patroni.service', timeout=RELOAD_BOUND)
@@ -181,6 +183,46 @@ def test_portable_dropin_reloads(tier):
             end = tier.show('patroni.service', 'SubState', 'MainPID', 'NRestarts')
             assert end == {'SubState': 'running', 'MainPID': state['MainPID'], 'NRestarts': '0'}, end
     finally:
+        with open(strict, 'w') as f:
+            f.write(STRICT)
+        tier.systemctl('daemon-reload')
+
+
+@pytest.mark.parametrize('variant', ['strict', 'portable', 'former'])
+def test_reload_barrier(tier, variant):
+    """Reloads flipping work_mem, every other one with the postmaster held 1.5 s (PostgreSQL cannot load the file):
+    on return the unit is active again, Patroni runs the new file and a new connection's SHOW gives the new value,
+    every trial, with the Debian package's units (``strict``: Type=notify-reload, no ExecReload=) and with
+    notify-reload.conf on the shipped unit (``portable``: systemd's SIGHUP, then patroni_systemd_reload). The control
+    (``former``): the former unit (Type=notify, ``ExecReload=/bin/kill -s HUP $MAINPID``, no drop-in), Patroni held
+    too (a slow cycle), returns before every slow reload is over."""
+    dropins = os.path.join(tier.units, 'patroni.service.d')
+    strict = os.path.join(dropins, 'strict.conf')
+    moved = []
+    if variant == 'portable':
+        os.unlink(strict)
+    elif variant == 'former':
+        for name in ('strict.conf', 'notify-reload.conf'):
+            os.rename(os.path.join(dropins, name), os.path.join(tier.dir, name))
+            moved.append(name)
+        with open(os.path.join(dropins, 'kill.conf'), 'w') as f:
+            f.write(KILL_RELOAD)
+    try:
+        assert tier.systemctl('daemon-reload').returncode == 0
+        with started(tier, 'patroni.service', tier.node):
+            kind = tier.show('patroni.service', 'Type')['Type']
+            assert kind == ('notify' if variant == 'former' else 'notify-reload'), kind
+            outcomes = reload_trials(tier, 'patroni.service', tier.node, hold_patroni=variant == 'former')
+        print('systemd 257, {0}: {1}'.format(variant, summary(outcomes)))
+        if variant == 'former':
+            assert all(o['early'] for o in outcomes if o['slow']), outcomes
+        else:
+            assert barrier_held(outcomes), outcomes
+    finally:
+        for name in moved:
+            os.rename(os.path.join(tier.dir, name), os.path.join(dropins, name))
+        if os.path.exists(os.path.join(dropins, 'kill.conf')):
+            os.unlink(os.path.join(dropins, 'kill.conf'))
         with open(strict, 'w') as f:
             f.write(STRICT)
         tier.systemctl('daemon-reload')

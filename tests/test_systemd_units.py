@@ -5,9 +5,11 @@ under the shipped Type=notify unit (no python-systemd), and what each other comb
 early-sighup.conf drop-in does, in the same harness (tests/start_reload.py).
 """
 
+import contextlib
 import os
 import shutil
 import subprocess
+import threading
 import time
 import uuid
 
@@ -15,7 +17,7 @@ import pytest
 
 import dcs_outage
 import notify_access
-from realparts import BIN, ETCD, patroni_config, read_from, wait_for, Workdir, write_config
+from realparts import BIN, ETCD, patroni_config, POSTGRES, read_from, wait_for, Workdir, write_config
 import start_reload
 from start_reload import shipped
 from systemd_harness import etcd_unit, log_dropin, owned_by_postgres, Systemd, unit_for_test
@@ -24,6 +26,12 @@ pytestmark = pytest.mark.slow
 
 TRIALS = int(os.environ.get('SDNOTIFY_TRIALS', '3'))  # a cell of the start+reload matrix
 FRESH_TRIALS = int(os.environ.get('SDNOTIFY_FRESH_TRIALS', '10'))
+# reloads flipping work_mem, every other one with the postmaster held
+BARRIER_TRIALS = int(os.environ.get('SDNOTIFY_BARRIER_TRIALS', '6'))
+# how long the postmaster is held (SIGSTOP) in a slow reload: longer than Patroni waits for PostgreSQL to load the file
+HOLD = 1.5
+# the reload of the units before patroni-sdnotify's patroni_systemd_reload: the control of the barrier tests
+KILL_RELOAD = '[Service]\nExecReload=\nExecReload=/bin/kill -s HUP $MAINPID\n'
 
 
 def verify(tmp_path, files, unit):
@@ -51,22 +59,35 @@ def test_units_verify_checks_the_patroni_they_start(tmp_path):
     assert result.returncode != 0 and 'no-such-patroni' in result.stderr, result.stderr
 
 
-@pytest.mark.parametrize('unit, dropin', [('patroni.service', 'early-sighup.conf'),
-                                          ('patroni@node1.service', 'early-sighup@.conf')])
-def test_early_sighup_dropins_verify(tmp_path, unit, dropin):
-    template = '@' in unit
-    name = 'patroni@.service' if template else unit
+@pytest.mark.parametrize('unit', ['patroni.service', 'patroni@node1.service'])
+def test_early_sighup_dropin_verifies(tmp_path, unit):
+    """One early-sighup.conf for both units: it starts the unit's own PATRONI_CONFIG_FILE, which each unit sets."""
+    name = 'patroni@.service' if '@' in unit else unit
     patroni = os.path.join(BIN, 'patroni')
     files = {name: unit_for_test(shipped(name), patroni, '/etc/patroni'),
-             name + '.d/early-sighup.conf': unit_for_test(shipped(dropin), patroni, '/etc/patroni')}
+             name + '.d/early-sighup.conf': unit_for_test(shipped('early-sighup.conf'), patroni, '/etc/patroni')}
     result = verify(tmp_path, files, unit)
     assert result.returncode == 0 and result.stderr == '', result.stderr
-    assert ('/etc/patroni/%i.yml' if template else '/etc/patroni/patroni.yml') in shipped(dropin)
+    assert '${PATRONI_CONFIG_FILE}' in shipped('early-sighup.conf') and '/etc/patroni' not in shipped(
+        'early-sighup.conf').split('[Service]')[1]
+
+
+@pytest.mark.parametrize('name', ['patroni.service', 'patroni@.service'])
+def test_one_line_names_the_configuration_file(name):
+    """The configuration file is named once, in PATRONI_CONFIG_FILE; the condition, the start and the reload use it."""
+    unit = shipped(name)
+    lines = [line for line in unit.splitlines() if line and not line.startswith('#')]
+    assert [line for line in lines if '.yml' in line] == [
+        'Environment=PATRONI_CONFIG_FILE=/etc/patroni/{0}.yml'.format('patroni' if name == 'patroni.service' else '%i')]
+    for key in ('ExecCondition=', 'ExecStart=', 'ExecReload='):
+        assert [line for line in lines if line.startswith(key)][0].endswith(' ${PATRONI_CONFIG_FILE}'), key
+    assert 'ConditionPathExists' not in unit
 
 
 def test_notify_reload_dropin_is_ignored_by_systemd_252(tmp_path):
     """systemd 252, on this machine, does not know Type=notify-reload and ignores the drop-in's two lines; the
-    drop-in leaves ExecReload= alone, so the unit keeps its reload (test_notify_reload_dropin_keeps_reload_on_252)."""
+    drop-in leaves ExecReload= alone, so the unit keeps its waiting reload
+    (test_notify_reload_dropin_keeps_reload_on_252)."""
     result = verify(tmp_path, {'patroni.service': unit_for_test(shipped('patroni.service'),
                                                                 os.path.join(BIN, 'patroni'), '/etc/patroni'),
                                'patroni.service.d/notify-reload.conf': shipped('notify-reload.conf')},
@@ -77,7 +98,7 @@ def test_notify_reload_dropin_is_ignored_by_systemd_252(tmp_path):
 
 def test_notify_reload_dropin_keeps_reload_on_252(harness):
     """The drop-in a fleet pushes everywhere, on 252: still Type=notify, still reloadable, the reload applied. The
-    control: the strict variant (``ExecReload=`` emptied, for fleets of systemd >= 253 only) has no reload here."""
+    control: a drop-in that empties ``ExecReload=`` (what notify-reload.conf must never do) has no reload here."""
     node = harness.patched
     node.write(tags={'reload': 'before'})
     path = dropin(harness, 'notify-reload.conf', shipped('notify-reload.conf'))
@@ -87,7 +108,7 @@ def test_notify_reload_dropin_keeps_reload_on_252(harness):
         node.write(tags={'reload': 'after'})
         reload = harness.systemctl('reload', 'patroni.service')
         assert reload.returncode == 0, reload.stderr
-        wait_for(lambda: patroni_status(harness).get('tags') == {'reload': 'after'}, 30, 'the reload applied')
+        assert patroni_status(harness).get('tags') == {'reload': 'after'}, 'applied when systemctl returned'
         strict = dropin(harness, 'strict.conf', '[Service]\nExecReload=\n')
         try:
             assert harness.show('patroni.service', 'CanReload') == {'CanReload': 'no'}
@@ -155,8 +176,11 @@ class Node(object):
         self.log = os.path.join(self.dir, 'patroni.log')
         self.config = self.write()
 
-    def write(self, tags=None, parameters=None, **postgresql):
+    def write(self, tags=None, parameters=None, sections=None, **postgresql):
+        """*sections*: top-level sections to update (``restapi``, ``ctl``)."""
         config = patroni_config(self.dir, self.scope, 'node1', 2379, 8008, 5432, tags)
+        for name, values in (sections or {}).items():
+            config.setdefault(name, {}).update(values)
         config['bootstrap']['dcs'].update(self.dcs)
         config['postgresql']['parameters'].update(parameters or {})
         config['postgresql'].update(postgresql)
@@ -568,6 +592,393 @@ def slow_stop(harness, node, dropin_lines, segments):
         harness.systemctl('daemon-reload')
         end_postgres(harness, node)
         harness.systemctl('reset-failed', 'patroni.service')
+
+
+def show_work_mem(systemd, check=True):
+    """``SHOW work_mem`` on a new connection to the node's PostgreSQL (the harness's 127.0.0.1:5432); unless
+    *check*, ``None`` when PostgreSQL does not answer."""
+    result = systemd.run('psql', '-h', '127.0.0.1', '-p', '5432', '-U', 'postgres', '-d', 'postgres', '-XAtc',
+                         'SHOW work_mem', timeout=60)
+    if not check and result.returncode != 0:
+        return None
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def reload_trials(systemd, unit, node, trials=BARRIER_TRIALS, hold_patroni=False):
+    """*trials* reloads of *unit*, each changing work_mem; every other one slow: the postmaster held (SIGSTOP) for
+    :data:`HOLD` seconds from just before ``systemctl reload``, so that PostgreSQL cannot load the file meanwhile;
+    with *hold_patroni*, Patroni too (a slow cycle: its answer to the reload comes after that; not under
+    Type=notify-reload, whose reload signal systemd follows with a SIGCONT).
+
+    :returns: one dict a trial: ``slow``, ``seconds`` (``systemctl reload``), ``code`` (its exit status), ``state``
+        (the unit's ActiveState when it returned), ``tags_applied`` (Patroni's GET /patroni then), ``shown``
+        (``SHOW work_mem`` on a new connection then) and ``wanted``.
+    """
+    outcomes = []
+    data_dir = os.path.join(node.dir, 'data')
+    for i in range(trials):
+        wanted = '{0}MB'.format(5 + i % 2)
+        node.write(tags={'trial': str(i)}, parameters={'work_mem': wanted})
+        slow = i % 2 == 1
+        timer, early = None, False
+        if slow:
+            held = [systemd.postmaster_pid(data_dir)]
+            if hold_patroni:
+                held.append(systemd.show(unit, 'MainPID')['MainPID'])
+            assert systemd.run('kill', '-STOP', *held).returncode == 0
+            resumed = threading.Event()
+            timer = threading.Timer(HOLD, lambda: (systemd.run('kill', '-CONT', *held), resumed.set()))
+            timer.start()
+        try:
+            started = time.monotonic()
+            reload = systemd.systemctl('reload', unit, timeout=120)
+            seconds = time.monotonic() - started
+            # Patroni still held when systemctl returned: it cannot have answered this reload
+            early = hold_patroni and slow and not resumed.is_set()
+            state = systemd.show(unit, 'ActiveState')['ActiveState']
+            tags_applied = (systemd.http_json('http://127.0.0.1:8008/patroni') or {}).get('tags') == {'trial': str(i)}
+        finally:
+            if timer:
+                timer.join()
+                systemd.run('kill', '-CONT', *held)
+        outcomes.append({'slow': slow, 'seconds': round(seconds, 3), 'code': reload.returncode, 'state': state,
+                         'early': slow and hold_patroni and early,
+                         'tags_applied': tags_applied, 'shown': show_work_mem(systemd), 'wanted': wanted,
+                         'stderr': reload.stderr.strip()})
+        # a reload that systemctl left behind (the control) ends before the next trial
+        systemd.wait_show(unit, lambda s: s['ActiveState'] == 'active', 30, unit + ': the reload over', 'ActiveState')
+        wait_for(lambda: (systemd.http_json('http://127.0.0.1:8008/patroni') or {}).get('tags') == {'trial': str(i)},
+                 30, 'the reload applied')
+    return outcomes
+
+
+def barrier_held(outcomes):
+    """Whether every reload had returned only once acknowledged and in effect."""
+    return all(o['code'] == 0 and o['state'] == 'active' and o['tags_applied'] and o['shown'] == o['wanted']
+               and not o['early'] for o in outcomes)
+
+
+def summary(outcomes):
+    return 'slow: {0}; fast: {1}'.format(*(['{seconds:.2f} s {state}{tags}{held}'.format(
+        tags='' if o['tags_applied'] else ' (tags not yet applied)', held=' (Patroni still held)' if o['early'] else '',
+        **o) for o in outcomes if o['slow'] == slow]
+        for slow in (True, False)))
+
+
+@contextlib.contextmanager
+def started(systemd, unit, node, **config):
+    """*unit* started with *node*'s configuration (*config* for :meth:`Node.write`), PostgreSQL running as the
+    leader; stopped at the end."""
+    node.write(**config)
+    result = systemd.systemctl('start', unit)
+    assert result.returncode == 0, result.stderr + node.tail()
+    try:
+        wait_for(lambda: (systemd.http_json('http://127.0.0.1:8008/patroni') or {}).get('role') == 'primary', 60,
+                 'PostgreSQL running as primary\n' + node.tail())
+        yield
+    finally:
+        systemd.systemctl('stop', unit)
+
+
+def test_reload_returns_once_applied_on_252(harness):
+    """systemd 252, the shipped unit (ExecReload= is patroni_systemd_reload): `systemctl reload` returns once the
+    reload is over, fast or slow (the postmaster and Patroni held 1.5 s: PostgreSQL cannot load the file, Patroni
+    answers late): the unit is active again, Patroni runs the new file and a new connection's SHOW gives the new
+    work_mem, every trial."""
+    node = harness.patched
+    with started(harness, 'patroni.service', node):
+        main_pid = harness.show('patroni.service', 'MainPID')['MainPID']
+        outcomes = reload_trials(harness, 'patroni.service', node, hold_patroni=True)
+        print('systemd 252, shipped unit, `systemctl reload`: ' + summary(outcomes))
+        assert barrier_held(outcomes), outcomes
+        state = harness.show('patroni.service', 'MainPID', 'NRestarts')
+        assert state == {'MainPID': main_pid, 'NRestarts': '0'}, state
+
+
+def test_reload_by_signal_returns_before_the_reload_is_applied_on_252(harness):
+    """The control: the same trials with the unit's former ``ExecReload=/bin/kill -s HUP $MAINPID``: `systemctl
+    reload` returns once the signal is sent: every slow reload is not over then (Patroni still held)."""
+    node = harness.patched
+    path = dropin(harness, 'kill-reload.conf', KILL_RELOAD)
+    try:
+        with started(harness, 'patroni.service', node):
+            outcomes = reload_trials(harness, 'patroni.service', node, hold_patroni=True)
+        print('systemd 252, ExecReload=/bin/kill: ' + summary(outcomes))
+        assert all(o['early'] for o in outcomes if o['slow']), outcomes
+    finally:
+        os.unlink(path)
+        harness.systemctl('daemon-reload')
+
+
+def test_reload_of_an_unreadable_file_fails_and_changes_nothing(harness):
+    """A file that cannot be read (bad YAML; then unreadable for postgres): `systemctl reload` fails at once, one line
+    in the journal says why, and nothing changes: same Patroni, same tags and work_mem, no "reload failed" status.
+    The positive control: the next good file is applied."""
+    node = harness.patched
+    with started(harness, 'patroni.service', node, tags={'reload': 'good'}, parameters={'work_mem': '7MB'}):
+        before = harness.show('patroni.service', 'MainPID', 'StatusText')
+        for breakage in ('yaml', 'mode'):
+            if breakage == 'yaml':
+                with open(node.config, 'w') as f:
+                    f.write('scope: [unterminated\n')
+            else:
+                node.write(tags={'reload': 'unreadable'}, parameters={'work_mem': '9MB'})
+                os.chmod(node.config, 0o600)
+                os.chown(node.config, 0, 0)
+            reload = harness.systemctl('reload', 'patroni.service', timeout=60)
+            assert reload.returncode != 0, (breakage, reload)
+            state = harness.show('patroni.service', 'ActiveState', 'MainPID', 'NRestarts', 'StatusText')
+            assert state == {'ActiveState': 'active', 'MainPID': before['MainPID'], 'NRestarts': '0',
+                             'StatusText': state['StatusText']} and 'reload failed' not in state['StatusText'], state
+            assert patroni_status(harness).get('tags') == {'reload': 'good'}, breakage
+            assert show_work_mem(harness) == '7MB', breakage
+            status = harness.systemctl('status', '--lines=0', 'patroni.service').stdout
+            assert 'ExecReload=' in status and 'status=2' in status, status
+        node.write(tags={'reload': 'fixed'}, parameters={'work_mem': '9MB'})
+        reload = harness.systemctl('reload', 'patroni.service', timeout=60)
+        assert reload.returncode == 0, reload.stderr
+        assert patroni_status(harness).get('tags') == {'reload': 'fixed'} and show_work_mem(harness) == '9MB'
+
+
+def test_reload_helper_signals_a_patroni_without_its_rest_api(harness):
+    """Patroni waiting for its DCS at start has no REST API yet: patroni_systemd_reload (as systemd runs it: the
+    unit's user, $MAINPID) sends SIGHUP instead, says so, exits 0; Patroni lives on and starts once etcd is back.
+    The control: with the REST API up, the same command waits for the reload and sends no signal."""
+    node = harness.patched
+    node.write()
+    helper = [os.path.join(BIN, 'patroni_systemd_reload'), node.config]
+    assert harness.systemctl('stop', 'etcd.service').returncode == 0
+    try:
+        assert harness.systemctl('start', '--no-block', 'patroni.service').returncode == 0
+        waiting = harness.wait_show('patroni.service', lambda s: s['StatusText'].startswith('waiting for DCS'), 30,
+                                    'STATUS: waiting for DCS', 'StatusText', 'MainPID')
+        run = harness.run('/sbin/runuser', '-u', 'postgres', '--', 'env', 'MAINPID=' + waiting['MainPID'], *helper)
+        assert run.returncode == 0 and 'sent SIGHUP to {0}'.format(waiting['MainPID']) in run.stderr, run
+        assert harness.show('patroni.service', 'ActiveState', 'MainPID') == {'ActiveState': 'activating',
+                                                                             'MainPID': waiting['MainPID']}
+        assert harness.systemctl('start', 'etcd.service').returncode == 0
+        harness.wait_show('patroni.service', lambda s: s['ActiveState'] == 'active', 60, 'active once etcd is back',
+                          'ActiveState')
+        run = harness.run('/sbin/runuser', '-u', 'postgres', '--', 'env', 'MAINPID=' + waiting['MainPID'], *helper)
+        assert run.returncode == 0 and run.stderr == '', run
+        assert harness.show('patroni.service', 'MainPID', 'NRestarts') == {'MainPID': waiting['MainPID'],
+                                                                           'NRestarts': '0'}
+    finally:
+        harness.systemctl('start', 'etcd.service')
+        harness.systemctl('stop', 'patroni.service')
+
+
+def systemctl_in_background(systemd, *args):
+    """``systemctl *args*`` in the harness, not waited for (a Popen: its exit status and output come at the end)."""
+    return subprocess.Popen(['nsenter', '-t', str(systemd.pid), '-a', 'env', '-i', 'PATH=/usr/bin:/bin', 'systemctl',
+                             '--no-pager'] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            universal_newlines=True)
+
+
+@pytest.mark.parametrize('command', ['reload', 'try-reload-or-restart'])
+def test_reload_during_a_stop(harness, command):
+    """systemd 252: a reload asked while the unit stops (a slow shutdown: WAL to archive at 1 s a segment).
+    ``systemctl reload`` (the control) replaces the stop job: it fails ("inactive") and the pending ``systemctl stop``
+    fails with "canceled" although the stop goes on; the unit cannot prevent that (ExecReload= never runs).
+    ``systemctl try-reload-or-restart`` (what the docs tell scripts to use) does nothing then: the stop job ends
+    normally. While the unit is active the same command reloads it (no restart): the positive control."""
+    node = harness.patched
+    node.write(tags={'reload': 'before'}, parameters={'archive_mode': 'on', 'archive_command': 'sleep 1'})
+    stop = None
+    try:
+        assert harness.systemctl('start', 'patroni.service').returncode == 0
+        leader_running(harness, node)
+        main_pid = harness.show('patroni.service', 'MainPID')['MainPID']
+        node.write(tags={'reload': 'after'}, parameters={'archive_mode': 'on', 'archive_command': 'sleep 1'})
+        reload = harness.systemctl(command, 'patroni.service')
+        assert reload.returncode == 0, reload.stderr
+        assert patroni_status(harness).get('tags') == {'reload': 'after'}
+        assert harness.show('patroni.service', 'MainPID', 'NRestarts') == {'MainPID': main_pid, 'NRestarts': '0'}
+        assert wal_backlog(harness, node, 6) >= 3
+        stop = systemctl_in_background(harness, 'stop', 'patroni.service')
+        harness.wait_show('patroni.service', lambda s: s['ActiveState'] == 'deactivating', 30, 'stopping',
+                          'ActiveState')
+        reload = harness.systemctl(command, 'patroni.service')
+        stopping = harness.show('patroni.service', 'ActiveState')['ActiveState']
+        out, err = stop.communicate(timeout=120)
+        state = harness.wait_show('patroni.service', lambda s: s['ActiveState'] != 'deactivating', 60, 'stopped',
+                                  'ActiveState', 'Result')
+        print('systemd 252, `systemctl {0}` during a stop: exit {1} {2!r}; `systemctl stop`: exit {3} {4!r}'.format(
+            command, reload.returncode, reload.stderr.strip(), stop.returncode, err.strip()))
+        assert stopping == 'deactivating', 'the reload came during the stop'
+        assert state == {'ActiveState': 'inactive', 'Result': 'success'}, state  # the stop went on either way
+        if command == 'reload':
+            assert reload.returncode != 0 and stop.returncode == 1 and 'canceled' in err, (reload, err)
+        else:
+            assert reload.returncode == 0 and stop.returncode == 0, (reload, err)
+    finally:
+        if stop and stop.poll() is None:
+            stop.communicate(timeout=120)
+        harness.systemctl('stop', 'patroni.service')
+        end_postgres(harness, node)
+        harness.systemctl('reset-failed', 'patroni.service')
+
+
+def can_lower_oom_score_adj():
+    """Whether processes here may lower their oom_score_adj (CAP_SYS_RESOURCE: a container may lack it; systemd then
+    ignores OOMScoreAdjust=-1000, "assuming containerized execution")."""
+    return subprocess.run(['sh', '-c', 'echo -1 > /proc/self/oom_score_adj'], stderr=subprocess.DEVNULL).returncode == 0
+
+
+def test_postmaster_is_spared_by_the_oom_killer_and_backends_are_not(harness):
+    """OOMScoreAdjust=-1000 with PG_OOM_ADJUST_FILE/VALUE, as PGDG's units: Patroni and the postmaster at the unit's
+    score, the postmaster's children (backends, the checkpointer, ...) back at 0. The control: without
+    PG_OOM_ADJUST_FILE the children inherit the unit's score. Where the machine lets no process lower its score
+    (no CAP_SYS_RESOURCE, as on this test machine), the unit's score is raised to 900 in a drop-in instead: the
+    same inheritance, the same reset to 0."""
+    node = harness.patched
+    data_dir = os.path.join(node.dir, 'data')
+    assert 'OOMScoreAdjust=-1000\n' in shipped('patroni.service')
+    score = '-1000' if can_lower_oom_score_adj() else '900'
+
+    def scores():
+        main_pid = harness.show('patroni.service', 'MainPID')['MainPID']
+        postmaster = harness.postmaster_pid(data_dir)
+        children = harness.run('pgrep', '-P', postmaster).stdout.split()
+        assert len(children) >= 3, children
+        read = {pid: harness.run('cat', '/proc/{0}/oom_score_adj'.format(pid)).stdout.strip()
+                for pid in [main_pid, postmaster] + children}
+        return read[main_pid], read[postmaster], sorted(set(read[c] for c in children))
+
+    paths = [dropin(harness, 'oom.conf', '[Service]\nOOMScoreAdjust={0}\n'.format(score))]
+    try:
+        with started(harness, 'patroni.service', node):
+            shipped_scores = scores()
+        assert shipped_scores == (score, score, ['0']), shipped_scores
+        paths.append(dropin(harness, 'no-pg-oom.conf', '[Service]\nUnsetEnvironment=PG_OOM_ADJUST_FILE\n'))
+        with started(harness, 'patroni.service', node):
+            control = scores()
+        assert control == (score, score, [score]), control
+    finally:
+        for path in paths:
+            os.unlink(path)
+        harness.systemctl('daemon-reload')
+    print('OOMScoreAdjust={0}: oom_score_adj of Patroni, the postmaster, its children {1}; without '
+          'PG_OOM_ADJUST_FILE: {2}'.format(score, shipped_scores, control))
+
+
+def test_configuration_elsewhere_is_one_line(harness):
+    """The configuration file moved: one drop-in line (PATRONI_CONFIG_FILE) and the condition, the start (here through
+    early-sighup.conf) and the reload all follow it. The control, the same unit with the variable naming a missing
+    file: the start is skipped, as with Debian's ConditionPathExists= (exit 0, inactive, nothing runs)."""
+    node = harness.patched
+    elsewhere = owned_by_postgres(os.path.join(node.dir, 'elsewhere'))
+    config = os.path.join(elsewhere, 'node.yml')
+    node.write(tags={'where': 'elsewhere'})
+    os.rename(node.config, config)
+    early = unit_for_test(shipped('early-sighup.conf'), os.path.join(BIN, 'patroni'), node.dir)
+    paths = [dropin(harness, 'early-sighup.conf', early),
+             dropin(harness, 'where.conf', '[Service]\nEnvironment=PATRONI_CONFIG_FILE={0}\n'.format(config))]
+    try:
+        assert harness.systemctl('start', 'patroni.service').returncode == 0, node.tail()
+        main_pid = harness.show('patroni.service', 'MainPID')['MainPID']
+        cmdline = harness.run('cat', '/proc/{0}/cmdline'.format(main_pid)).stdout.split('\0')
+        assert cmdline[-2:] == [config, ''], cmdline
+        assert patroni_status(harness).get('tags') == {'where': 'elsewhere'}
+        with open(config) as f:
+            text = f.read()
+        with open(config, 'w') as f:
+            f.write(text.replace('"where": "elsewhere"', '"where": "reloaded"'))
+        assert harness.systemctl('reload', 'patroni.service').returncode == 0
+        assert patroni_status(harness).get('tags') == {'where': 'reloaded'}
+        assert harness.systemctl('stop', 'patroni.service').returncode == 0
+        os.rename(config, config + '.away')
+        start = harness.systemctl('start', 'patroni.service')
+        state = harness.show('patroni.service', 'ActiveState', 'MainPID', 'Result')
+        assert start.returncode == 0 and state['ActiveState'] == 'inactive' and state['MainPID'] == '0', (start, state)
+        assert 'ExecCondition=' in harness.systemctl('status', 'patroni.service').stdout
+        print('configuration moved by PATRONI_CONFIG_FILE: started, reloaded; missing: skipped, {0}'.format(state))
+    finally:
+        for path in paths:
+            os.unlink(path)
+        harness.systemctl('daemon-reload')
+        harness.systemctl('stop', 'patroni.service')
+        harness.systemctl('reset-failed', 'patroni.service')
+        node.write()
+
+
+def self_signed(directory):
+    """A certificate for 127.0.0.1 and its key in *directory*, owned by postgres; returns their paths."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    import ipaddress
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, '127.0.0.1')])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key()).serial_number(
+        x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(
+        now + datetime.timedelta(days=1)).add_extension(
+        x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address('127.0.0.1'))]), critical=False).add_extension(
+        x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(key, hashes.SHA256())
+    paths = os.path.join(directory, 'rest.crt'), os.path.join(directory, 'rest.key')
+    with open(paths[0], 'wb') as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(paths[1], 'wb') as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    for path in paths:
+        os.chmod(path, 0o600)
+        os.chown(path, POSTGRES.pw_uid, POSTGRES.pw_gid)
+    return paths
+
+
+def test_reload_waits_through_rest_api_tls_and_authentication(harness):
+    """The REST API over TLS with basic authentication, as the unit's configuration file says: `systemctl reload`
+    returns once the reload is applied (a new connection's SHOW gives the new work_mem), fast and with the
+    postmaster and Patroni held 1.5 s. The control: the file's ``ctl`` section with a wrong password: the REST API
+    refuses the request (401), patroni_systemd_reload sends SIGHUP instead and fails, and the reload is still
+    applied (unwaited)."""
+    node = harness.patched
+    cert, key = self_signed(node.dir)
+    restapi = {'certfile': cert, 'keyfile': key, 'authentication': {'username': 'admin', 'password': 'secret'}}
+
+    def write(work_mem, password='secret'):
+        ctl = {'cacert': cert, 'authentication': {'username': 'admin', 'password': password}}
+        node.write(parameters={'work_mem': work_mem}, sections={'restapi': restapi, 'ctl': ctl})
+    write('5MB')
+    try:
+        assert harness.systemctl('start', 'patroni.service').returncode == 0, node.tail()
+        wait_for(lambda: show_work_mem(harness, check=False) == '5MB', 60, 'PostgreSQL running\n' + node.tail())
+        main_pid = harness.show('patroni.service', 'MainPID')['MainPID']
+        data_dir = os.path.join(node.dir, 'data')
+        for i, work_mem in enumerate(('6MB', '7MB')):
+            write(work_mem)
+            held = [harness.postmaster_pid(data_dir), main_pid] if i else []
+            timer = threading.Timer(HOLD, lambda: harness.run('kill', '-CONT', *held))
+            if held:
+                harness.run('kill', '-STOP', *held)
+                timer.start()
+            try:
+                reload = harness.systemctl('reload', 'patroni.service', timeout=120)
+                state = harness.show('patroni.service', 'ActiveState')['ActiveState']
+                early = timer.is_alive()
+            finally:
+                if held:
+                    timer.join()
+                    harness.run('kill', '-CONT', *held)
+            assert reload.returncode == 0 and state == 'active' and (not held or not early), (reload, state, early)
+            assert show_work_mem(harness) == work_mem
+        write('8MB', password='wrong')
+        reload = harness.systemctl('reload', 'patroni.service', timeout=120)
+        assert reload.returncode != 0, reload
+        journal = harness.systemctl('status', '--lines=0', 'patroni.service').stdout
+        assert 'status=1' in journal, journal
+        wait_for(lambda: show_work_mem(harness, check=False) == '8MB', 30, 'the reload applied after the SIGHUP')
+        assert harness.show('patroni.service', 'MainPID', 'NRestarts') == {'MainPID': main_pid, 'NRestarts': '0'}
+    finally:
+        harness.systemctl('stop', 'patroni.service')
+        node.write()
 
 
 def test_ready_does_not_undo_another_process_stopping(harness):
