@@ -9,14 +9,13 @@ the new configuration is in effect, promptly, and also when the new file cannot 
 
 import contextlib
 import os
-import subprocess
 import time
 
 import pytest
 
-from realparts import BIN, ETCD, PYTHON_SYSTEMD, read_from, ROOT, wait_for, Workdir
-from systemd_harness import etcd_unit, host_dropin, log_dropin, Systemd, unit_for_test
-from test_systemd_units import Node, patroni_status, shipped
+from realparts import BIN, ETCD, HARNESS_WORK, PYTHON_SYSTEMD, read_from, ROOT, wait_for, Workdir
+from systemd_harness import debian_root, etcd_unit, host_dropin, log_dropin, Systemd, unit_for_test
+from test_systemd_units import Node, patroni_status, sandboxed, shipped
 
 pytestmark = pytest.mark.slow
 
@@ -31,18 +30,10 @@ CYCLE = 'no action. I am (node1), the leader with the lock'
 STRICT = '[Service]\nExecReload=\n'
 
 
-def debian_root(suite):
-    """The cached root, made by tests/debian_root.sh if missing (about 30 s)."""
-    result = subprocess.run([os.path.join(ROOT, 'tests', 'debian_root.sh'), suite], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, universal_newlines=True, timeout=900)
-    assert result.returncode == 0, result.stderr
-    return os.path.join(ROOT, '.cache', suite), result.stdout.strip()
-
-
 @pytest.fixture(scope='module')
 def tier():
     root, version = debian_root(SUITE)
-    workdir = Workdir()
+    workdir = Workdir(HARNESS_WORK)  # not under /tmp: test_reload_returns_once_applied[hardened] has PrivateTmp=yes
     node = Node(workdir, 'patched')
     host = '/host'
     units = {
@@ -84,7 +75,16 @@ def running(tier, tags):
         tier.systemctl('stop', 'patroni.service')
 
 
-def test_reload_returns_once_applied(tier):
+@pytest.mark.parametrize('sandbox', ['plain', 'hardened'])
+def test_reload_returns_once_applied(tier, sandbox):
+    """Start, then reloads back to back; ``hardened``: the same under the shipped hardening.conf."""
+    with contextlib.ExitStack() as stack:
+        if sandbox == 'hardened':
+            stack.enter_context(sandboxed(tier, 'patroni.service', [tier.node.dir]))
+        reloads(tier, sandbox)
+
+
+def reloads(tier, sandbox):
     with running(tier, {'reload': 'start'}) as node:
         assert tier.show('patroni.service', 'Type')['Type'] == 'notify-reload'
         main_pid = tier.show('patroni.service', 'MainPID')['MainPID']
@@ -100,8 +100,9 @@ def test_reload_returns_once_applied(tier):
         state = tier.show('patroni.service', 'ActiveState', 'SubState', 'MainPID', 'NRestarts')
         assert state == {'ActiveState': 'active', 'SubState': 'running', 'MainPID': main_pid, 'NRestarts': '0'}
         blocked.sort()
-        print('systemd 257, notify-reload: `systemctl reload` blocked {0:.2f} s median, {1:.2f} s max ({2} reloads)'
-              .format(blocked[len(blocked) // 2], blocked[-1], len(blocked)))
+        print('systemd 257, notify-reload, {3}: `systemctl reload` blocked {0:.2f} s median, {1:.2f} s max ({2} '
+              'reloads)'
+              .format(blocked[len(blocked) // 2], blocked[-1], len(blocked), sandbox))
 
 
 def test_reload_is_prompt_and_upstream_is_not(tier):

@@ -3,8 +3,14 @@
 The claim: ``systemctl start patroni; systemctl reload patroni`` back to back never kills the patched Patroni
 under the shipped Type=notify unit (no python-systemd), and what each other combination of Patroni, Type= and the
 early-sighup.conf drop-in does, in the same harness (tests/start_reload.py).
+
+The one-node tests that the shipped hardening.conf must not break run again with it (``hardened``), and under
+systemd 257 with it (``hardened-257``: the trixie root of test_systemd_257.py); their data is in
+realparts.HARNESS_WORK, not under /tmp, which the drop-in's PrivateTmp=yes replaces.
 """
 
+import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -13,15 +19,18 @@ import uuid
 
 import pytest
 
-from realparts import BIN, ETCD, patroni_config, read_from, wait_for, Workdir, write_config
+from realparts import BIN, ETCD, HARNESS_WORK, patroni_config, read_from, wait_for, Workdir, write_config
 import start_reload
 from start_reload import shipped
-from systemd_harness import etcd_unit, log_dropin, owned_by_postgres, Systemd, unit_for_test
+from systemd_harness import debian_root, etcd_unit, hardening_dropins, host_dropin, log_dropin, owned_by_postgres, \
+    Systemd, unit_for_test
 
 pytestmark = pytest.mark.slow
 
 TRIALS = int(os.environ.get('SDNOTIFY_TRIALS', '3'))  # a cell of the start+reload matrix
 FRESH_TRIALS = int(os.environ.get('SDNOTIFY_FRESH_TRIALS', '10'))
+# the one-node tests the sandbox must not break: the harness (252) without and with hardening.conf, and 257 with it
+SANDBOXES = ['plain', 'hardened', 'hardened-257']
 
 
 def verify(tmp_path, files, unit):
@@ -151,6 +160,7 @@ class Node(object):
         self.workdir = workdir
         self.dcs = dcs or {}
         self.log = os.path.join(self.dir, 'patroni.log')
+        self.journal = None  # where the unit's output is read from instead of self.log: a callable, see harness257
         self.config = self.write()
 
     def write(self, tags=None, parameters=None, **postgresql):
@@ -160,17 +170,17 @@ class Node(object):
         config['postgresql'].update(postgresql)
         return write_config(self.workdir, os.path.join(self.dir, 'patroni.yml'), config)
 
+    def output(self):
+        """What Patroni, PostgreSQL and the scripts they ran wrote to the unit's stdout and stderr."""
+        return self.journal() if self.journal else read_from(self.log)
+
     def tail(self):
-        try:
-            with open(self.log) as f:
-                return f.read()[-3000:]
-        except OSError:
-            return ''
+        return self.output()[-3000:]
 
 
 @pytest.fixture(scope='module')
 def harness():
-    workdir = Workdir()
+    workdir = Workdir(HARNESS_WORK)
     patched, upstream = Node(workdir, 'patched'), Node(workdir, 'upstream')
     units = {
         'etcd.service': etcd_unit(ETCD, os.path.join(workdir.path, 'etcd'), os.path.join(workdir.path, 'etcd.log')),
@@ -182,7 +192,7 @@ def harness():
         files = start_reload.cell_units(cell, node.dir, node.log)
         units[start_reload.unit_name(cell)] = files.pop(start_reload.unit_name(cell))
         dropins.update(files)
-    with Systemd(workdir.path, units, dropins) as systemd:
+    with Systemd(workdir.path, units, dropins, own_tmp=True) as systemd:
         result = systemd.systemctl('start', 'etcd.service')
         assert result.returncode == 0, result.stderr
         systemd.patched, systemd.upstream = patched, upstream
@@ -191,23 +201,91 @@ def harness():
     workdir.cleanup()
 
 
+@pytest.fixture(scope='module')
+def harness257():
+    """The one-node harness under systemd 257 (the trixie root of test_systemd_257.py), booted only if a test asks:
+    etcd and patroni.service run in the machine's / (host_dropin); Patroni's output goes to the root's journald."""
+    root, version = debian_root('trixie')
+    workdir = Workdir(HARNESS_WORK)
+    node = Node(workdir, 'patched')
+    units = {
+        'etcd.service': etcd_unit(ETCD, os.path.join(workdir.path, 'etcd'),
+                                  '/host' + os.path.join(workdir.path, 'etcd.log')),
+        'patroni.service': unit_for_test(shipped('patroni.service'), os.path.join(BIN, 'patroni'), node.dir),
+    }
+    dropins = {'etcd.service.d/host.conf': host_dropin(), 'patroni.service.d/host.conf': host_dropin()}
+    with Systemd(workdir.path, units, dropins, root=root, journald=True) as systemd:
+        assert systemd.systemctl('--version').stdout.startswith('systemd 257'), version
+        result = systemd.systemctl('start', 'etcd.service')
+        assert result.returncode == 0, result.stderr
+        node.journal = lambda: systemd.run('journalctl', '--no-pager', '-o', 'cat', '-u', 'patroni.service',
+                                           in_root=True).stdout
+        systemd.patched = node
+        yield systemd
+    workdir.cleanup()
+
+
+@contextlib.contextmanager
+def sandboxed(systemd, unit, paths):
+    """The shipped hardening.conf on *unit* (with ReadWritePaths= for *paths*, see hardening_dropins) until the end
+    of the block. In a harness with a root, the paths are given as systemd sees them (host_path): systemd 257 takes
+    ReadWritePaths= of a unit with RootDirectory= in its own root, and drops those outside RootDirectory=."""
+    paths = [systemd.host_path(p) for p in paths]
+    written = []
+    try:
+        for name, text in hardening_dropins(unit, paths).items():
+            path = os.path.join(systemd.units, name)
+            with open(path, 'w') as f:
+                f.write(text)
+            written.append(path)
+        assert systemd.systemctl('daemon-reload').returncode == 0
+        if '@.' not in unit:
+            state = systemd.show(unit, 'ProtectSystem', 'PrivateTmp', 'NoNewPrivileges', 'ReadWritePaths')
+            assert state == {'ProtectSystem': 'strict', 'PrivateTmp': 'yes', 'NoNewPrivileges': 'yes',
+                             'ReadWritePaths': state['ReadWritePaths']} and paths[0] in state['ReadWritePaths'], state
+        yield
+    finally:
+        for path in written:
+            os.unlink(path)
+        systemd.systemctl('daemon-reload')
+
+
+@pytest.fixture
+def unit_harness(request):
+    """The harness of a test parametrized over :data:`SANDBOXES`: ``plain``, the module's harness (systemd 252) as
+    it is; ``hardened``, the same with hardening.conf on patroni.service; ``hardened-257``, :func:`harness257` with
+    it. ReadWritePaths= names the node's directory (data, socket, pgpass, scripts)."""
+    systemd = request.getfixturevalue('harness257' if request.param.endswith('-257') else 'harness')
+    if request.param == 'plain':
+        yield systemd
+        return
+    with sandboxed(systemd, 'patroni.service', [systemd.patched.dir]):
+        yield systemd
+
+
 def patroni_status(systemd):
     return systemd.http_json('http://127.0.0.1:8008/patroni') or {}
 
 
-@pytest.mark.parametrize('cell', start_reload.CELLS, ids='-'.join)
-def test_start_and_reload_matrix(harness, cell):
+@pytest.mark.parametrize('cell, sandbox', [(cell, 'plain') for cell in start_reload.CELLS]
+                         + [(('patched', 'notify', 'plain'), 'hardened')], ids=lambda v: '-'.join(v) if
+                         isinstance(v, tuple) else v)
+def test_start_and_reload_matrix(harness, cell, sandbox):
     """``systemctl start; systemctl reload`` back to back, {upstream, patched} x {Type=simple, Type=notify} x {plain,
     early-sighup.conf}: the patched Patroni survives and applies the reload under Type=notify, and under Type=simple
     only with the early block; a Type=simple unit without it kills either Patroni; an upstream Patroni under the
-    early block never applies the reload (tests/start_reload.py; N=30 a cell: bench/start_reload_matrix.py)."""
+    early block never applies the reload (tests/start_reload.py; N=30 a cell: bench/start_reload_matrix.py).
+    The shipped unit's cell again under hardening.conf (257: test_systemd_257.test_reload_returns_once_applied)."""
     node = harness.patched if cell[0] == 'patched' else harness.upstream
     if cell[0] not in harness.bootstrapped:
         start_reload.bootstrap(harness, cell[0], lambda: patroni_status(harness))
         harness.bootstrapped.add(cell[0])
-    outcomes = [start_reload.trial(harness, cell, node.log, lambda: patroni_status(harness),
-                                   lambda: end_postgres(harness, node)) for _ in range(TRIALS)]
-    print(start_reload.summary(cell, outcomes))
+    with contextlib.ExitStack() as stack:
+        if sandbox == 'hardened':
+            stack.enter_context(sandboxed(harness, start_reload.unit_name(cell), [node.dir]))
+        outcomes = [start_reload.trial(harness, cell, node.log, lambda: patroni_status(harness),
+                                       lambda: end_postgres(harness, node)) for _ in range(TRIALS)]
+    print(sandbox, start_reload.summary(cell, outcomes))
     start_reload.check(cell, outcomes)
 
 
@@ -260,9 +338,14 @@ def test_status_and_stop(harness):
     assert harness.run('kill', '-0', postmaster).returncode != 0
 
 
-def test_start_waits_for_the_dcs_without_restarts(harness):
+@pytest.mark.parametrize('unit_harness', SANDBOXES, indirect=True)
+def test_start_waits_for_the_dcs_without_restarts(unit_harness):
     """etcd down at boot: the unit stays "activating" with STATUS saying why, is neither killed nor restarted, and
-    becomes active once etcd is back (60 s later: twice upstream's TimeoutSec=30)."""
+    becomes active once etcd is back (60 s later: twice upstream's TimeoutSec=30). Sandboxed, the outage lasts 10 s:
+    the drop-in sets no timeout (TimeoutStartUSec stays infinity, asserted), what it could break is the wait."""
+    harness = unit_harness
+    outage = 60 if harness.show('patroni.service', 'ProtectSystem')['ProtectSystem'] != 'strict' else 10
+    assert harness.show('patroni.service', 'TimeoutStartUSec') == {'TimeoutStartUSec': 'infinity'}
     node = harness.patched
     node.write()
     assert harness.systemctl('stop', 'etcd.service').returncode == 0
@@ -272,8 +355,8 @@ def test_start_waits_for_the_dcs_without_restarts(harness):
                                     'STATUS: waiting for DCS', 'StatusText', 'ActiveState', 'NRestarts', 'MainPID')
         assert waiting['ActiveState'] == 'activating', waiting
         assert 'waiting for DCS' in harness.systemctl('status', 'patroni.service').stdout
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:  # the outage lasts 60 s; the unit must sit it out unchanged
+        deadline = time.monotonic() + outage
+        while time.monotonic() < deadline:  # the outage lasts; the unit must sit it out unchanged
             state = harness.show('patroni.service', 'ActiveState', 'NRestarts', 'MainPID')
             assert state == {'ActiveState': 'activating', 'NRestarts': '0', 'MainPID': waiting['MainPID']}, state
             time.sleep(1)
@@ -299,8 +382,10 @@ def test_status_shows_the_role(harness):
         harness.systemctl('stop', 'patroni.service')
 
 
-def test_watchdog_restarts_a_hung_patroni(harness):
+@pytest.mark.parametrize('unit_harness', SANDBOXES, indirect=True)
+def test_watchdog_restarts_a_hung_patroni(unit_harness):
     """Opt-in WatchdogSec=: pings come from the HA loop; a loop that stops cycling gets Patroni restarted."""
+    harness = unit_harness
     node = harness.patched
     node.write()
     # loop_wait 2 + 2 * retry_timeout 5 in the test config: 15 s leaves room
@@ -333,9 +418,11 @@ def dropin(harness, name, text):
     return path
 
 
-def test_slow_stop_is_extended_while_postgres_works(harness):
+@pytest.mark.parametrize('unit_harness', SANDBOXES, indirect=True)
+def test_slow_stop_is_extended_while_postgres_works(unit_harness):
     """A shutdown that takes longer than TimeoutStopSec= but makes progress (the archiver works off a backlog of WAL,
     1 s a segment, before PostgreSQL may exit) ends cleanly: extended, not killed; the leader key released."""
+    harness = unit_harness
     node = harness.patched
     node.write(parameters={'archive_mode': 'on', 'archive_command': 'sleep 1'})
     path = dropin(harness, 'stop.conf', '[Service]\nTimeoutStopSec=3\n')
@@ -434,7 +521,7 @@ def end_postgres(harness, node):
         return
     pids = harness.postgres_pids(data_dir)
     for pid in pids[1:]:
-        pids += harness.run('pgrep', '-P', pid).stdout.split()
+        pids += harness.children(pid)
     harness.run('kill', '-KILL', *pids)
     wait_for(lambda: harness.run('kill', '-0', pids[0]).returncode != 0, 30, 'PostgreSQL gone')
     if os.path.exists(os.path.join(data_dir, 'postmaster.pid')):
@@ -570,3 +657,68 @@ def slow_stop(harness, node, dropin_lines, segments):
         harness.systemctl('daemon-reload')
         end_postgres(harness, node)
         harness.systemctl('reset-failed', 'patroni.service')
+
+
+@pytest.mark.parametrize('unit_harness', ['hardened', 'hardened-257'], indirect=True)
+def test_sandbox_keeps_what_postgresql_needs(unit_harness):
+    """Under hardening.conf: an archive_command writes to a directory ReadWritePaths= allows; PostgreSQL runs with JIT
+    (no MemoryDenyWriteExecute=), huge_pages=try, its main shared memory in System V and its dynamic shared memory in
+    POSIX (/dev/shm) and the logging collector writing to log_directory; a callback runs. What the sandbox denies
+    (the same callback writing to a directory the unit does not list, which postgres may write to outside the unit)
+    fails at once, with the cause in the unit's output: the journal (257), the file the 252 harness uses for it."""
+    harness = unit_harness
+    node = harness.patched
+    archive = owned_by_postgres(os.path.join(node.dir, 'archive'))
+    logs = owned_by_postgres(os.path.join(node.dir, 'pglog'))
+    denied = owned_by_postgres(os.path.join(node.workdir.path, 'not-listed'))
+    marker = os.path.join(node.dir, 'callback.out')
+    script = '#!/bin/sh\necho "$@" >> {0}\ntouch {1}/probe || echo "callback: the write to {1} was denied"\n'
+    callback = node.workdir.file(os.path.join(node.dir, 'callback.sh'), script.format(marker, denied), mode=0o755)
+    probe = os.path.join(denied, 'probe')
+    node.write(parameters={'archive_mode': 'on', 'archive_command': 'cp %p {0}/%f'.format(archive), 'jit': 'on',
+                           'huge_pages': 'try', 'shared_memory_type': 'sysv', 'dynamic_shared_memory_type': 'posix',
+                           'logging_collector': 'on', 'log_directory': logs, 'log_filename': 'postgresql.log'},
+               callbacks={'on_start': callback, 'on_role_change': callback})
+    offset = len(node.output())
+    started = time.monotonic()
+    try:
+        assert harness.systemctl('start', 'patroni.service').returncode == 0, node.tail()
+        leader_running(harness, node)
+
+        def sql(query):
+            result = harness.run('psql', '-h', '127.0.0.1', '-p', '5432', '-U', 'postgres', '-d', 'postgres', '-XAtc',
+                                 query)
+            assert result.returncode == 0, result.stderr
+            return result.stdout.strip()
+        # WAL archived into the allowed directory
+        segment = sql('SELECT pg_walfile_name(pg_current_wal_lsn()) FROM (SELECT pg_switch_wal()) s')
+        wait_for(lambda: segment in os.listdir(archive), 30, 'segment {0} archived into {1}: {2}'.format(
+            segment, archive, read_from(os.path.join(logs, 'postgresql.log'))[-2000:]))
+        # JIT: a plan above every cost threshold is compiled (llvmjit needs writable+executable memory)
+        plan = sql('SET jit_above_cost = 0; SET jit_inline_above_cost = 0; SET jit_optimize_above_cost = 0; '
+                   'EXPLAIN (ANALYZE, FORMAT JSON) SELECT sum(i) FROM generate_series(1, 1000) i')
+        jit = json.loads('\n'.join(line for line in plan.splitlines() if line != 'SET'))[0]['JIT']
+        assert jit['Functions'] > 0 and jit['Options']['Inlining'] is True, jit
+        assert sql('SHOW huge_pages') == 'try' and sql('SHOW shared_memory_type') == 'sysv'
+        # the postmaster maps its System V segment and the POSIX control segment of dynamic shared memory
+        maps = harness.read_proc('{0}/maps'.format(harness.postmaster_pid(os.path.join(node.dir, 'data'))))
+        assert '/SYSV' in maps and '/dev/shm/PostgreSQL.' in maps, maps[-2000:]
+        assert 'database system is ready to accept connections' in read_from(os.path.join(logs, 'postgresql.log'))
+        # the callback ran (as the leader started), and its denied write failed at once, saying why
+        wait_for(lambda: 'on_start' in read_from(marker) or 'on_role_change' in read_from(marker), 30,
+                 'a callback ran: ' + node.tail())
+        wait_for(lambda: 'the write to {0} was denied'.format(denied) in node.output()[offset:], 30,
+                 'the denied write reported: ' + node.tail())
+        assert 'Read-only file system' in node.output()[offset:], node.tail()
+        assert not os.path.exists(probe)
+        print('sandboxed: archive, JIT ({0} functions), huge_pages=try, System V + POSIX shared memory, logging '
+              'collector, callback; the denied write reported, {1:.1f} s after the start'.format(
+                  jit['Functions'], time.monotonic() - started))
+    finally:
+        harness.systemctl('stop', 'patroni.service')
+        end_postgres(harness, node)
+        harness.systemctl('reset-failed', 'patroni.service')
+        node.write()
+    # the positive control: the directory is not closed to postgres, only to the unit
+    assert harness.run('/usr/sbin/runuser', '-u', 'postgres', '--', 'touch', probe).returncode == 0
+    assert os.path.exists(probe)
