@@ -168,7 +168,8 @@ def test_our_deb_installs_over_debians_without_restarting_it(trixie):
                ' && test -f /usr/lib/systemd/system/patroni.service'
                ' && zgrep -q "does not stop, start or restart Patroni" /usr/share/doc/patroni/NEWS.Debian.gz'
                ' && test -f /usr/share/doc/patroni/README.Debian'
-               ' && test -f /usr/share/doc/patroni/examples/notify-reload.conf')
+               ' && test -f /usr/share/doc/patroni/examples/notify-reload.conf'
+               ' && test -f /usr/share/doc/patroni/examples/hardening.conf')
     # Debian's postgresql-common integration is still there (configurations made by pg_createconfig_patroni call it)
     sh(trixie, 'test -x /usr/bin/pg_createconfig_patroni && test -x /usr/share/patroni/pg_createcluster_patroni'
                ' && test -x /usr/share/patroni/pg_clonecluster_patroni && test -f /etc/patroni/config.yml.in'

@@ -15,7 +15,7 @@ import pytest
 
 from realparts import BIN, ETCD, HARNESS_WORK, PYTHON_SYSTEMD, read_from, ROOT, wait_for, Workdir
 from systemd_harness import debian_root, etcd_unit, host_dropin, log_dropin, Systemd, unit_for_test
-from test_systemd_units import Node, patroni_status, sandboxed, shipped
+from test_systemd_units import exposure, Node, patroni_status, sandboxed, shipped
 
 pytestmark = pytest.mark.slow
 
@@ -132,6 +132,16 @@ def test_reload_is_prompt_and_upstream_is_not(tier):
           'patched {0}, upstream {1}'.format(*(['{0:.2f}'.format(t) for t in blocked[u]] for u in sorted(blocked))))
     assert max(blocked['patroni-prompt.service']) < 3, blocked
     assert min(blocked['patroni-upstream.service']) > 5, blocked
+
+
+@pytest.mark.parametrize('name', ['patroni.service', 'patroni@.service'])
+def test_hardening_dropin_rates_at_most_2_on_257(tmp_path, name):
+    """The same offline rating by systemd 257's systemd-analyze (the trixie root's, in a chroot)."""
+    root = debian_root(SUITE)[0]
+    before, after = exposure(tmp_path, name, dropin=False, chroot=root), exposure(tmp_path, name, chroot=root)
+    print('systemd-analyze security --offline=true (systemd 257): {0} {1} alone, {2} with hardening.conf'.format(
+        name, before, after))
+    assert after <= 2.0 < before, (before, after)
 
 
 def test_failed_reload_answers_and_keeps_the_old_configuration(tier):

@@ -12,8 +12,10 @@ realparts.HARNESS_WORK, not under /tmp, which the drop-in's PrivateTmp=yes repla
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 
@@ -69,6 +71,64 @@ def test_early_sighup_dropins_verify(tmp_path, unit, dropin):
     result = verify(tmp_path, files, unit)
     assert result.returncode == 0 and result.stderr == '', result.stderr
     assert ('/etc/patroni/%i.yml' if template else '/etc/patroni/patroni.yml') in shipped(dropin)
+
+
+def exposure(tmp_path, name, dropin=True, chroot=None):
+    """``systemd-analyze security --offline=true`` of the shipped unit *name* (``patroni.service``,
+    ``patroni@.service``), with hardening.conf in its drop-in directory or without: the overall exposure, a float.
+    Offline, the unit file alone is analysed; no service manager is asked. With *chroot* (a Debian root), that root's
+    systemd-analyze, on files in its /tmp (removed after)."""
+    files = {name: shipped(name)}
+    if dropin:
+        files[name + '.d/hardening.conf'] = shipped('hardening.conf')
+    base = tmp_path if chroot is None else tempfile.mkdtemp(dir=os.path.join(chroot, 'tmp'))
+    try:
+        for path, text in files.items():
+            os.makedirs(os.path.dirname(os.path.join(str(base), path)), exist_ok=True)
+            with open(os.path.join(str(base), path), 'w') as f:
+                f.write(text)
+        unit = os.path.join(str(base), name)
+        cmd = ['systemd-analyze', 'security', '--offline=true', '--no-pager']
+        if chroot is not None:
+            cmd, unit = ['chroot', chroot] + cmd, '/tmp/{0}/{1}'.format(os.path.basename(base), name)
+        cmd.append(unit)
+        result = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                                timeout=60)
+    finally:
+        if chroot is not None:
+            shutil.rmtree(base)
+    levels = re.findall(r'Overall exposure level for \S+: (\d+\.\d)', result.stdout)
+    assert len(levels) == 1, result.stdout
+    return float(levels[0])
+
+
+@pytest.mark.parametrize('name', ['patroni.service', 'patroni@.service'])
+def test_hardening_dropin_rates_at_most_2(tmp_path, name):
+    """Issue 26: the shipped unit with hardening.conf rates <= 2.0 by the machine's systemd-analyze (252), offline;
+    the control: the unit alone rates above it (UNSAFE)."""
+    before, after = exposure(tmp_path / 'before', name, dropin=False), exposure(tmp_path / 'after', name)
+    print('systemd-analyze security --offline=true (systemd 252): {0} {1} alone, {2} with hardening.conf'.format(
+        name, before, after))
+    assert after <= 2.0 < before, (before, after)
+
+
+def test_hardening_dropin_verifies_and_says_why_each_line(tmp_path):
+    """The drop-in loads cleanly on both units (systemd-analyze verify says nothing), and every setting has its one
+    comment line just above it (what it blocks, what it breaks and for whom)."""
+    patroni = os.path.join(BIN, 'patroni')
+    for name, unit in (('patroni.service', 'patroni.service'), ('patroni@.service', 'patroni@node1.service')):
+        result = verify(tmp_path / name, {name: unit_for_test(shipped(name), patroni, '/etc/patroni'),
+                                          name + '.d/hardening.conf': shipped('hardening.conf')}, unit)
+        assert result.returncode == 0 and result.stderr == '', result.stderr
+    lines = shipped('hardening.conf').splitlines()
+    settings = [i for i, line in enumerate(lines) if re.match(r'^[A-Z][A-Za-z]+=', line)]
+    assert len(settings) >= 20, settings
+    for i in settings:
+        assert lines[i - 1].startswith('# ') and not lines[i - 2].startswith('# '), lines[i - 2:i + 1]
+        assert len(lines[i - 1]) <= 120, lines[i - 1]
+    # each setting once: a second line would add to (or reset) the first
+    names = [lines[i].split('=', 1)[0] for i in settings]
+    assert len(names) == len(set(names)), names
 
 
 def test_notify_reload_dropin_is_ignored_by_systemd_252(tmp_path):
@@ -684,6 +744,13 @@ def test_sandbox_keeps_what_postgresql_needs(unit_harness):
     try:
         assert harness.systemctl('start', 'patroni.service').returncode == 0, node.tail()
         leader_running(harness, node)
+        # the harness's systemd applied the sandbox (and did not skip it): no new privileges, a seccomp filter, no
+        # capabilities, for Patroni and the postmaster it started
+        for pid in (harness.show('patroni.service', 'MainPID')['MainPID'],
+                    harness.postmaster_pid(os.path.join(node.dir, 'data'))):
+            status = dict(line.split(':\t', 1) for line in harness.read_proc(pid + '/status').splitlines()
+                          if ':\t' in line)
+            assert (status['NoNewPrivs'], status['Seccomp'], status['CapBnd']) == ('1', '2', '0' * 16), status
 
         def sql(query):
             result = harness.run('psql', '-h', '127.0.0.1', '-p', '5432', '-U', 'postgres', '-d', 'postgres', '-XAtc',
