@@ -787,3 +787,28 @@ def test_sandbox_keeps_what_postgresql_needs(unit_harness):
     # the positive control: the directory is not closed to postgres, only to the unit
     assert harness.run('/usr/sbin/runuser', '-u', 'postgres', '--', 'touch', probe).returncode == 0
     assert os.path.exists(probe)
+
+
+def test_jit_fails_under_memory_deny_write_execute(harness):
+    """Why hardening.conf leaves MemoryDenyWriteExecute= out, and the control of the JIT check above (it can fail):
+    the same sandbox with it added, the same compiled plan fails at once: "error during JITing: Operation not
+    permitted" (the writable+executable mapping refused), then an ERROR for the query."""
+    node = harness.patched
+    node.write(parameters={'jit': 'on'})
+    with sandboxed(harness, 'patroni.service', [node.dir]):
+        path = dropin(harness, 'zz-mdwe.conf', '[Service]\nMemoryDenyWriteExecute=yes\n')
+        try:
+            assert harness.systemctl('start', 'patroni.service').returncode == 0, node.tail()
+            leader_running(harness, node)
+            result = harness.run('psql', '-h', '127.0.0.1', '-p', '5432', '-U', 'postgres', '-d', 'postgres', '-XAtc',
+                                 'SET jit_above_cost = 0; EXPLAIN (ANALYZE, FORMAT JSON) SELECT sum(i) FROM '
+                                 'generate_series(1, 1000) i')
+            assert result.returncode != 0, (result.stdout, result.stderr)
+            assert 'error during JITing: Operation not permitted' in result.stderr, result.stderr
+            print('MemoryDenyWriteExecute=yes, a JIT-compiled plan: ' + result.stderr.strip().splitlines()[0])
+        finally:
+            os.unlink(path)
+            harness.systemctl('stop', 'patroni.service')
+            end_postgres(harness, node)
+            harness.systemctl('reset-failed', 'patroni.service')
+            node.write()
