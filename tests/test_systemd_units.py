@@ -719,11 +719,13 @@ def slow_stop(harness, node, dropin_lines, segments):
 
 @pytest.mark.parametrize('unit_harness', ['hardened', 'hardened-257'], indirect=True)
 def test_sandbox_keeps_what_postgresql_needs(unit_harness):
-    """Under hardening.conf: an archive_command writes to a directory ReadWritePaths= allows; PostgreSQL runs with JIT
+    """Under hardening.conf: an archive_command writes to a directory ReadWritePaths= allows, so does a tablespace;
+    PostgreSQL runs with JIT
     (no MemoryDenyWriteExecute=), huge_pages=try, its main shared memory in System V and its dynamic shared memory in
     POSIX (/dev/shm) and the logging collector writing to log_directory; a callback runs. What the sandbox denies
-    (the same callback writing to a directory the unit does not list, which postgres may write to outside the unit)
-    fails at once, with the cause in the unit's output: the journal (257), the file the 252 harness uses for it."""
+    (the same callback writing to a directory the unit does not list, which postgres may write to outside the unit;
+    a tablespace there) fails at once, with the cause in the unit's output (the journal under 257, the file the 252
+    harness uses for it) or psql's error."""
     harness = unit_harness
     node = harness.patched
     archive = owned_by_postgres(os.path.join(node.dir, 'archive'))
@@ -733,6 +735,7 @@ def test_sandbox_keeps_what_postgresql_needs(unit_harness):
     script = '#!/bin/sh\necho "$@" >> {0}\ntouch {1}/probe || echo "callback: the write to {1} was denied"\n'
     callback = node.workdir.file(os.path.join(node.dir, 'callback.sh'), script.format(marker, denied), mode=0o755)
     probe = os.path.join(denied, 'probe')
+    unlisted = os.path.join(denied, 'tblspc-' + uuid.uuid4().hex[:6])
     node.write(parameters={'archive_mode': 'on', 'archive_command': 'cp %p {0}/%f'.format(archive), 'jit': 'on',
                            'huge_pages': 'try', 'shared_memory_type': 'sysv', 'dynamic_shared_memory_type': 'posix',
                            'logging_collector': 'on', 'log_directory': logs, 'log_filename': 'postgresql.log'},
@@ -765,6 +768,16 @@ def test_sandbox_keeps_what_postgresql_needs(unit_harness):
         jit = json.loads('\n'.join(line for line in plan.splitlines() if line != 'SET'))[0]['JIT']
         assert jit['Functions'] > 0 and jit['Options']['Inlining'] is True, jit
         assert sql('SHOW huge_pages') == 'try' and sql('SHOW shared_memory_type') == 'sysv'
+        # a tablespace outside the data directory, in a listed directory; one in an unlisted directory is refused
+        # with the cause (postgres may write there outside the unit: the positive control at the end)
+        tablespace = owned_by_postgres(os.path.join(node.dir, 'tblspc-' + uuid.uuid4().hex[:6]))
+        for statement in ("CREATE TABLESPACE sandboxed LOCATION '{0}'".format(tablespace),
+                          'CREATE TABLE in_tblspc TABLESPACE sandboxed AS SELECT 1 AS i', 'DROP TABLE in_tblspc',
+                          'DROP TABLESPACE sandboxed'):
+            sql(statement)
+        refused = harness.run('psql', '-h', '127.0.0.1', '-p', '5432', '-U', 'postgres', '-d', 'postgres', '-XAtc',
+                              "CREATE TABLESPACE unlisted LOCATION '{0}'".format(owned_by_postgres(unlisted)))
+        assert refused.returncode != 0 and 'Read-only file system' in refused.stderr, refused.stderr
         # the postmaster maps its System V segment and the POSIX control segment of dynamic shared memory
         maps = harness.read_proc('{0}/maps'.format(harness.postmaster_pid(os.path.join(node.dir, 'data'))))
         assert '/SYSV' in maps and '/dev/shm/PostgreSQL.' in maps, maps[-2000:]
@@ -776,8 +789,8 @@ def test_sandbox_keeps_what_postgresql_needs(unit_harness):
                  'the denied write reported: ' + node.tail())
         assert 'Read-only file system' in node.output()[offset:], node.tail()
         assert not os.path.exists(probe)
-        print('sandboxed: archive, JIT ({0} functions), huge_pages=try, System V + POSIX shared memory, logging '
-              'collector, callback; the denied write reported, {1:.1f} s after the start'.format(
+        print('sandboxed: archive, tablespace, JIT ({0} functions), huge_pages=try, System V + POSIX shared memory, '
+              'logging collector, callback; the denied write reported, {1:.1f} s after the start'.format(
                   jit['Functions'], time.monotonic() - started))
     finally:
         harness.systemctl('stop', 'patroni.service')
@@ -785,7 +798,7 @@ def test_sandbox_keeps_what_postgresql_needs(unit_harness):
         harness.systemctl('reset-failed', 'patroni.service')
         node.write()
     # the positive control: the directory is not closed to postgres, only to the unit
-    assert harness.run('/usr/sbin/runuser', '-u', 'postgres', '--', 'touch', probe).returncode == 0
+    assert harness.run('/usr/sbin/runuser', '-u', 'postgres', '--', 'touch', probe, unlisted + '/probe').returncode == 0
     assert os.path.exists(probe)
 
 
