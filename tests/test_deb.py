@@ -219,6 +219,37 @@ def test_start_reload_back_to_back_survives(trixie):
     assert [o for o, _ in outcomes] == ['alive'] * TRIALS, [s for _, s in outcomes]
 
 
+def test_example_hardening_runs_debians_layout_unchanged(trixie):
+    """Issue 26 on a Debian system: the package's example hardening.conf, copied as it is into patroni@.service.d/
+    (no ReadWritePaths= added: data, pgpass and socket are in /var/lib/postgresql, which it lists), under Debian's
+    systemd 257. The instance starts sandboxed (NoNewPrivs, a seccomp filter, no capabilities), leads and serves a
+    write, stops cleanly."""
+    dropin = '/etc/systemd/system/patroni@.service.d/hardening.conf'
+    install = 'mkdir -p {0} && cp /usr/share/doc/patroni/examples/hardening.conf {1} && systemctl daemon-reload'
+    sh(trixie, install.format(os.path.dirname(dropin), dropin))
+    before = len(journal(trixie))
+    try:
+        assert trixie.show(INSTANCE, 'ProtectSystem', 'PrivateTmp') == {'ProtectSystem': 'strict', 'PrivateTmp': 'yes'}
+        result = trixie.systemctl('start', INSTANCE, timeout=300)
+        assert result.returncode == 0, result.stderr + journal(trixie)[before:]
+        wait_for(lambda: (trixie.http_json('http://127.0.0.1:8008/patroni') or {}).get('role') == 'primary'
+                 and trixie.http_json('http://127.0.0.1:8008/patroni').get('state') == 'running', 60,
+                 'the sandboxed instance leading\n' + journal(trixie)[before:][-3000:])
+        main = trixie.show(INSTANCE, 'MainPID')['MainPID']
+        status = sh(trixie, 'grep -E "^(NoNewPrivs|Seccomp|CapBnd):" /proc/{0}/status'.format(main))
+        fields = dict(line.split(':\t') for line in status.splitlines())
+        assert fields == {'NoNewPrivs': '1', 'Seccomp': '2', 'CapBnd': '0' * 16}, status
+        sh(trixie, 'psql -h 127.0.0.1 -U postgres -d postgres -XAtc "CREATE TABLE IF NOT EXISTS sandboxed AS '
+                   'SELECT 1 AS i; CHECKPOINT"')
+        stop_result = trixie.systemctl('stop', INSTANCE, timeout=300)
+        assert stop_result.returncode == 0, stop_result.stderr
+        assert trixie.show(INSTANCE, 'Result') == {'Result': 'success'}
+        print('the example hardening.conf on Debian (systemd 257): started, led, wrote, stopped cleanly')
+    finally:
+        stop(trixie)
+        sh(trixie, 'rm -f {0} && systemctl daemon-reload'.format(dropin))
+
+
 def test_remove_keeps_configuration_and_data(trixie):
     sh(trixie, 'test -f {0}/PG_VERSION'.format(DATA))
     sh(trixie, 'apt-get remove -y -q patroni >/tmp/apt.log 2>&1 || { tail -n 20 /tmp/apt.log; exit 1; }')
