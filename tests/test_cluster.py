@@ -182,7 +182,12 @@ def cluster(request):
             with sandboxed(systemd, 'patroni@.service', [workdir.path]):
                 state = systemd.show('patroni@node1.service', 'ProtectSystem', 'PrivateTmp', 'ReadWritePaths')
                 assert state['ProtectSystem'] == 'strict' and state['PrivateTmp'] == 'yes', state
-                yield Cluster(systemd, workdir, configs)
+                try:
+                    yield Cluster(systemd, workdir, configs)
+                finally:
+                    # stopped while the drop-in is there: systemd then removes their private /tmp and /var/tmp
+                    # (under 257, in the Debian root; left there when they stopped only at the harness's exit)
+                    systemd.systemctl('stop', 'patroni@*.service', timeout=300)
         else:
             yield Cluster(systemd, workdir, configs)
     workdir.cleanup()
