@@ -40,6 +40,7 @@ PRS=(
     "stop-extension|0010-0010|+docs:0004 PATRONI_STOP_TIMEOUT_MAX (opt-in): the stop timeout extended while a shutdown progresses"
     "reload-wait|0011-0011|after pg_ctl reload, wait for pg_conf_load_time() instead of a second"
     "reload-answer|0012-0012|+docs:0005 POST /reload {\"timeout\": N} and patronictl reload --wait answer when it is over"
+    "ready-contract|0013-0014|+docs:0006 READY=1 for the configuration on disk, and at the latest after loop_wait + 2 * retry_timeout"
 )
 
 author=${PR_AUTHOR:-}

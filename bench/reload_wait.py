@@ -12,8 +12,10 @@ knows the new configuration is in effect:
   the new tag shows, what callers do today instead of sleeping loop_wait (the new work_mem is then checked too).
 
 Then a storm on each node: 1,000 SIGHUPs within a second and a caller every 10 ms of it (100 in all) asking for a
-reload (patched: and waiting for it); counted: reloads done (log lines of a reload with nothing to change), callers
-answered, and ``GET /patroni`` latency, polled every 100 ms during the storm.
+reload (patched: and waiting for it); counted, from the storm's start to 12 s later (the storm and more than one
+loop_wait after it, the same window for both): reloads done (log lines of a reload with nothing to change), HA cycles
+(the cycle's log line), requests the etcd server handled (``grpc_server_handled_total`` of its /metrics, the other
+node's few included), callers answered, and ``GET /patroni`` latency, polled every 100 ms during the storm.
 
 Usage (as root): .venv/bin/python bench/reload_wait.py --upstream .venv-upstream/bin/patroni [--reloads 30]
 """
@@ -33,6 +35,16 @@ from realparts import BIN, Etcd, Patroni, post_reload, read_from, reload_storm, 
 
 SLOW_LOOP = {'bootstrap': {'dcs': {'ttl': 30, 'loop_wait': 10, 'retry_timeout': 10}}}
 NO_CHANGE = 'No local configuration items changed.'
+CYCLE = 'no action. I am'
+WINDOW = 12  # seconds from the storm's start: the storm, and more than one loop_wait after it
+
+
+def etcd_requests(etcd: Etcd) -> int:
+    """How many requests the etcd server has handled so far (``grpc_server_handled_total``, every method)."""
+    import urllib.request
+    with urllib.request.urlopen(etcd.url + '/metrics', timeout=10) as r:
+        lines = r.read().decode().splitlines()
+    return int(sum(float(line.rsplit(' ', 1)[1]) for line in lines if line.startswith('grpc_server_handled_total{')))
 
 
 def summary(values: List[float], scale: float = 1) -> str:
@@ -66,17 +78,23 @@ def reload_and_know(name: str, node: Patroni, round_: int) -> float:
     return elapsed
 
 
-def storm(name: str, node: Patroni) -> str:
-    """1,000 SIGHUPs in a second and 100 callers; one line of what happened."""
+def storm(name: str, node: Patroni, etcd: Etcd) -> str:
+    """1,000 SIGHUPs in a second and 100 callers; one line of what happened within :data:`WINDOW` seconds."""
     offset = os.path.getsize(node.log_path)
+    requests, start = etcd_requests(etcd), time.monotonic()
     answers, latencies, took = reload_storm(node, {'timeout': 60} if name == 'patched' else None)
     # upstream applies the storm's reloads after its nap: wait for the flag to be taken
     wait_for(lambda: NO_CHANGE in read_from(node.log_path, offset), 30, name + ' reloading after the storm')
+    time.sleep(max(0.0, start + WINDOW - time.monotonic()))  # the same window for both: the measurement's span
+    requests = etcd_requests(etcd) - requests
+    log = read_from(node.log_path, offset)
     alive = node.proc is not None and node.proc.poll() is None
-    expected = 200 if name == 'patched' else 202
-    return '{0:8}: {1:3d} reloads, {2}/100 callers answered {3} in {4:.2f} s, alive: {5}; GET /patroni, ms: {6}'.format(
-        name, read_from(node.log_path, offset).count(NO_CHANGE), [a[0] for a in answers].count(expected),
-        '200 applied' if name == 'patched' else '202 scheduled', took, alive, summary(latencies, 1000))
+    answered = {str(a[:2]) for a in answers}
+    return ('{0:8}: {1:3d} reloads, {2:3d} HA cycles, {3:4d} etcd requests in {4} s; 100 callers answered in {5:.2f} s '
+            '({6}), alive: {7}; GET /patroni, ms: {8}').format(
+        name, log.count(NO_CHANGE), log.count(CYCLE), requests, WINDOW, took,
+        ', '.join('{0}x {1}'.format([str(a[:2]) for a in answers].count(k), k) for k in sorted(answered)), alive,
+        summary(latencies, 1000))
 
 
 def main() -> int:
@@ -105,15 +123,17 @@ def main() -> int:
             time.sleep(random.uniform(0, 10))  # the phase of the nap the request lands in: the input
             for name in random.sample(list(nodes), 2):  # neither always first
                 known[name].append(reload_and_know(name, nodes[name], i))
-        print('reload -> the caller knows the new configuration is in effect, loop_wait 10, {0} reloads each'.format(
-            args.reloads))
-        print('  patched: POST /reload {"timeout": 30} until its answer; upstream: POST /reload, then GET /patroni '
-              'every 50 ms')
-        for name in nodes:
-            print('{0:8}, s: {1}'.format(name, summary(known[name])))
-        print('storm: 1,000 SIGHUPs in a second, and a POST /reload every 10 ms of it (patched: waiting, timeout 60)')
+        if args.reloads:  # 0: the storm alone
+            print('reload -> the caller knows the new configuration is in effect, loop_wait 10, {0} reloads each'
+                  .format(args.reloads))
+            print('  patched: POST /reload {"timeout": 30} until its answer; upstream: POST /reload, then GET '
+                  '/patroni every 50 ms')
+            for name in nodes:
+                print('{0:8}, s: {1}'.format(name, summary(known[name])))
+        print('storm: 1,000 SIGHUPs in a second, and a POST /reload every 10 ms of it (patched: waiting, timeout 60); '
+              'counted over {0} s from its start'.format(WINDOW))
         for name, node in nodes.items():
-            print(storm(name, node))
+            print(storm(name, node, etcd))
     finally:
         for node in nodes.values():
             if node.proc:

@@ -13,6 +13,7 @@ Every failure is one line on stderr, ``packaging/build.py: error: ...``; exit 2 
 used (as tests/debian_root.sh). Nothing outside build/ and .cache/ is written.
 """
 
+import hashlib
 import os
 import re
 import shutil
@@ -142,7 +143,11 @@ def source(out: str = os.path.join(BUILD, 'deb')) -> str:
         with open(os.path.join(debian, unit), 'w') as f:
             f.write(text)
     os.makedirs(os.path.join(debian, 'startup_scripts'))
-    shutil.copytree(debian_integration(), os.path.join(debian, 'debian-patroni'))
+    integration = debian_integration()
+    for path in INTEGRATION:
+        target = os.path.join(debian, 'debian-patroni', path)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copy2(os.path.join(integration, path), target)
     for name in sorted(os.listdir(scripts)):
         if name not in UNITS:
             shutil.copyfile(os.path.join(scripts, name), os.path.join(debian, 'startup_scripts', name))
@@ -213,9 +218,10 @@ def build_root(depends: str, out: str) -> None:
 # Debian's postgresql-common integration, carried over from Debian's own patroni package (which an installation of
 # ours replaces): without them a configuration made by pg_createconfig_patroni can neither bootstrap (method
 # pg_createcluster) nor create replicas (pg_clonecluster). Paths in Debian's .deb; /etc ones become conffiles.
+# Not Debian's /etc/patroni/dcs.yml (ZooKeeper, and a comment for etcd's v2 API): ours, packaging/debian/dcs.yml.
 DEBIAN_PATRONI = '4.0.7-3~deb13u1'
 INTEGRATION = ['usr/bin/pg_createconfig_patroni', 'usr/share/patroni/pg_createcluster_patroni',
-               'usr/share/patroni/pg_clonecluster_patroni', 'etc/patroni/config.yml.in', 'etc/patroni/dcs.yml']
+               'usr/share/patroni/pg_clonecluster_patroni', 'etc/patroni/config.yml.in']
 
 
 def debian_integration() -> str:
@@ -247,20 +253,33 @@ def debian_integration() -> str:
 PROOF_ROOT = os.path.join(ROOT, '.cache', SUITE + '-proof')
 # what tests/test_deb.py installs Debian's patroni and ours over: PostgreSQL 17 (trixie has no 15), python3-etcd
 # (what an operator installs for etcd: the dependency on a DCS client is met by python3-consul) and Debian's
-# patroni's dependencies, installed; Debian's patroni .deb itself, downloaded into /root/debs
+# patroni's dependencies, installed; Debian's patroni .deb itself, downloaded into /root/debs. And the Depends of
+# debian/tests/control (postgresql, etcd-server), as autopkgtest installs them before the tests.
 PROOF_SCRIPT = """mkdir -p /etc/postgresql-common /root/debs
 printf 'create_main_cluster = false\\n' >/etc/postgresql-common/createcluster.conf
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends postgresql-17 patroni python3-etcd >/dev/null
+apt-get install -y -qq --no-install-recommends postgresql-17 patroni python3-etcd postgresql etcd-server >/dev/null
 cp /var/cache/apt/archives/patroni_*.deb /root/debs/
 dpkg --purge patroni >/dev/null
 test ! -e /etc/patroni
 """
 
 
+def shadow_postgres(root: str) -> None:
+    """Give the postgres user of *root* (copied from the machine by tests/debian_root.sh) its /etc/shadow and
+    /etc/gshadow entries if it lacks them, with the root's pwconv and grpconv: without them `su postgres` fails
+    there ("Authentication failure"), and Debian's test scripts use it. Roots cached before this are completed."""
+    for path, tool in (('etc/shadow', 'pwconv'), ('etc/gshadow', 'grpconv')):
+        if not re.search(r'^postgres:', read(os.path.join(root, path)), re.M):
+            subprocess.run(['chroot', root, '/usr/sbin/' + tool], check=True, timeout=60)
+
+
 def proof_root() -> str:
-    """.cache/trixie-proof (made once): see PROOF_SCRIPT. Returns its path."""
-    if os.path.exists(os.path.join(PROOF_ROOT, '.sdnotify-proof')):
+    """.cache/trixie-proof (made once, again when PROOF_SCRIPT changes): see PROOF_SCRIPT. Returns its path."""
+    stamp = os.path.join(PROOF_ROOT, '.sdnotify-proof')
+    script_sum = 'PROOF_SCRIPT sha256 ' + hashlib.sha256(PROOF_SCRIPT.encode()).hexdigest()
+    if os.path.exists(stamp) and read(stamp).splitlines()[-1] == script_sum:
+        shadow_postgres(PROOF_ROOT)
         return PROOF_ROOT
     build_root(build_depends(read(os.path.join(HERE, 'debian', 'control'))), BUILD)
     tmp = PROOF_ROOT + '.tmp'
@@ -277,9 +296,11 @@ def proof_root() -> str:
         code = 2 if any(m in result.stdout for m in ('Temporary failure resolving', 'Failed to fetch')) else 1
         raise Error('the proof root: ' + lines[-1], code)
     os.unlink(os.path.join(tmp, 'usr', 'sbin', 'policy-rc.d'))
+    shadow_postgres(tmp)
     with open(os.path.join(tmp, '.sdnotify-proof'), 'w') as f:
         f.write('postgresql-17 + patroni\'s dependencies; /root/debs: ' + ' '.join(
-            os.listdir(os.path.join(tmp, 'root', 'debs'))) + '\n')
+            os.listdir(os.path.join(tmp, 'root', 'debs'))) + '\n' + script_sum + '\n')
+    shutil.rmtree(PROOF_ROOT, ignore_errors=True)
     os.rename(tmp, PROOF_ROOT)
     return PROOF_ROOT
 

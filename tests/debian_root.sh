@@ -4,7 +4,9 @@
 #                                          real-systemd tests (default trixie, systemd 257: Type=notify-reload needs
 #                                          systemd >= 253; the machine's own is 252). It gets an empty /host (the
 #                                          harness binds the machine's / there for the services) and the machine's
-#                                          postgres user.
+#                                          postgres user (with its /etc/shadow and /etc/gshadow entries: without
+#                                          them `su postgres` fails in the root, "Authentication failure"; a root
+#                                          cached before they were added gets them here).
 #   tests/debian_root.sh suite --minimal   .cache/<suite>-minimal: minbase alone, nothing added (what a minimal
 #                                          Debian has; tests/test_fresh_debian.py runs the README's install in it).
 # The mirror is the one the machine's apt already uses (or $SDNOTIFY_DEBIAN_MIRROR). debootstrap is bounded
@@ -19,7 +21,15 @@ case "$MINIMAL" in
     --minimal) DEST=.cache/$SUITE-minimal; INCLUDE= ;;
     *) echo "usage: tests/debian_root.sh [suite [--minimal]]" >&2; exit 1 ;;
 esac
+# pwconv and grpconv (the root's own) add the entries /etc/passwd and /etc/group have and the shadow files lack
+shadow_postgres() {
+    grep -q '^postgres:' "$1/etc/shadow" || chroot "$1" /usr/sbin/pwconv
+    grep -q '^postgres:' "$1/etc/gshadow" || chroot "$1" /usr/sbin/grpconv
+}
 if [ -f "$DEST/.sdnotify-root" ]; then
+    if [ -z "$MINIMAL" ]; then
+        shadow_postgres "$DEST"
+    fi
     cat "$DEST/.sdnotify-root"
     exit 0
 fi
@@ -48,6 +58,7 @@ if [ -z "$MINIMAL" ]; then
     mkdir "$DEST.tmp/host"
     getent passwd postgres >>"$DEST.tmp/etc/passwd"
     getent group postgres >>"$DEST.tmp/etc/group"
+    shadow_postgres "$DEST.tmp"
     chroot "$DEST.tmp" /usr/lib/systemd/systemd --version | head -n1 >"$DEST.tmp/.sdnotify-root"
 else
     echo "debian $(cat "$DEST.tmp/etc/debian_version") $SUITE minbase" >"$DEST.tmp/.sdnotify-root"

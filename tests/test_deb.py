@@ -6,7 +6,8 @@ patroni's dependencies, installed; Debian's patroni .deb downloaded), booted thr
 lives in this run's directory: the cached roots are never changed. etcd 3.4 is the machine's (RootDirectory=/host).
 Part of `make test`, and alone `make test-deb`: 2 min 18 s on a fresh machine (the build root, the proof root and
 the .deb made, their .debs downloaded), ~1 min 45 s once cached (the .deb is built each time, ~55 s);
-SDNOTIFY_DEB=build/deb/patroni_..._all.deb uses a .deb already built.
+SDNOTIFY_DEB=build/deb/patroni_..._all.deb uses a .deb already built. The source package's autopkgtests
+(packaging/debian/tests) run here too, in the same boot, as autopkgtest runs them: ~14 s of that.
 Skipped, saying why, when the Debian mirror cannot be used.
 """
 
@@ -15,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -76,6 +78,7 @@ def trixie():
         assert systemd.systemctl('--version').stdout.startswith('systemd 257')
         assert systemd.systemctl('start', 'etcd.service').returncode == 0
         systemd.deb, systemd.config_file = '/host' + deb, '/host' + config_file
+        systemd.workdir, systemd.host_deb = workdir, deb
         yield systemd
     workdir.cleanup()
 
@@ -113,6 +116,12 @@ def stop(tier):
     tier.systemctl('reset-failed', INSTANCE)
 
 
+def test_su_postgres_works_in_the_root(trixie):
+    """Debian's test scripts run commands as postgres with su: the root's postgres user (tests/debian_root.sh copies
+    it from the machine) needs its /etc/shadow entry, or su fails ("Authentication failure")."""
+    assert sh(trixie, 'su postgres -c "id -un"').strip() == 'postgres'
+
+
 def test_debian_patroni_under_its_type_simple_unit_is_killed(trixie):
     """The control: Debian's own patroni 4.0.7, its own template (Type=simple), the same start+reload."""
     # apt reads local files as its _apt user: from /tmp, not /root
@@ -137,16 +146,20 @@ def running_pids(tier):
     return main, postmaster
 
 
+def wait_running(tier, whose):
+    """Wait until the instance's Patroni runs its PostgreSQL (postmaster.pid there, GET /patroni says running)."""
+    wait_for(lambda: tier.run('test', '-f', DATA + '/postmaster.pid', in_root=True).returncode == 0 and
+             (tier.http_json('http://127.0.0.1:8008/patroni') or {}).get('state') == 'running', 120,
+             whose + ' running its PostgreSQL\n' + journal(tier)[-2000:])
+
+
 def test_our_deb_installs_over_debians_without_restarting_it(trixie):
     """Debian's Patroni running (its Type=simple unit, a new cluster bootstrapped), then our .deb installed over it
     with apt: the same Patroni and postmaster still run (no restart on upgrade), the configuration is byte for byte
     the same, systemd has our Type=notify template loaded, everything in Debian's places, no python3-systemd."""
     before = sh(trixie, 'cat ' + CONFIG)
     assert trixie.systemctl('start', INSTANCE).returncode == 0
-    wait_for(lambda: trixie.run('test', '-f', DATA + '/postmaster.pid', in_root=True).returncode == 0 and
-             trixie.http_json('http://127.0.0.1:8008/patroni') and
-             trixie.http_json('http://127.0.0.1:8008/patroni').get('state') == 'running', 120,
-             "Debian's Patroni running its PostgreSQL\n" + journal(trixie)[-2000:])
+    wait_running(trixie, "Debian's Patroni")
     old = running_pids(trixie)
     assert old[0] != '0' and old[1], old
     try:
@@ -175,6 +188,8 @@ def test_our_deb_installs_over_debians_without_restarting_it(trixie):
                ' && test -x /usr/share/patroni/pg_clonecluster_patroni && test -f /etc/patroni/config.yml.in'
                ' && test -f /etc/patroni/dcs.yml && dpkg -S /usr/share/patroni/pg_clonecluster_patroni'
                ' | grep -q "^patroni: "')
+    # its DCS example is ours, etcd's v3 API (Debian's: ZooKeeper); Debian's, unmodified, replaced by dpkg
+    sh(trixie, 'grep -q "^etcd3:" /etc/patroni/dcs.yml && ! grep -q "^zookeeper:" /etc/patroni/dcs.yml')
     # patroni.service reads Debian's /etc/patroni/config.yml
     assert 'ConditionPathExists=/etc/patroni/config.yml' in sh(trixie, 'cat /usr/lib/systemd/system/patroni.service')
     # the template loaded without a manual daemon-reload, keeping what Debian's template gives an instance
@@ -250,9 +265,95 @@ def test_example_hardening_runs_debians_layout_unchanged(trixie):
         sh(trixie, 'rm -f {0} && systemctl daemon-reload'.format(dropin))
 
 
-def test_remove_keeps_configuration_and_data(trixie):
-    sh(trixie, 'test -f {0}/PG_VERSION'.format(DATA))
-    sh(trixie, 'apt-get remove -y -q patroni >/tmp/apt.log 2>&1 || { tail -n 20 /tmp/apt.log; exit 1; }')
+def autopkgtest_control(path):
+    """The paragraphs of a debian/tests/control (deb822): dicts of lower-cased field names, continuations joined."""
+    paragraphs, current, field = [], {}, None
+    with open(path) as f:
+        for line in f.read().splitlines() + ['']:
+            if line.startswith('#'):
+                continue
+            if not line.strip():
+                if current:
+                    paragraphs.append(current)
+                current = {}
+            elif line[0] in ' \t':
+                current[field] += ' ' + line.strip()
+            else:
+                field, value = line.split(':', 1)
+                field = field.lower()
+                current[field] = value.strip()
+    return paragraphs
+
+
+def autopkgtest(tier, source, name, restrictions):
+    """Run the test *name* of the unpacked source *source* (a path of the machine) as autopkgtest runs it: as root,
+    from the source's root, AUTOPKGTEST_TMP a fresh directory. Returns (None if it passed, else why; its output)."""
+    tmp = sh(tier, 'mktemp -d /tmp/autopkgtest.XXXXXX').strip()
+    started = time.monotonic()
+    result = tier.run('env', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'HOME=/root',
+                      'DEBIAN_FRONTEND=noninteractive', 'AUTOPKGTEST_TMP=' + tmp, '/bin/sh', '-c',
+                      'cd "$1" && exec "debian/tests/$2"', 'sh', '/host' + source, name, timeout=600, in_root=True)
+    print('autopkgtest {0} ({1}): exit {2}, {3:.1f} s\n{4}'.format(
+        name, ' '.join(restrictions), result.returncode, time.monotonic() - started, result.stdout))
+    if result.returncode != 0:
+        return 'exit {0}\n{1}\n{2}'.format(result.returncode, result.stdout, result.stderr), result.stdout
+    if result.stderr and 'allow-stderr' not in restrictions:
+        return 'stderr: ' + result.stderr, result.stdout
+    return None, result.stdout
+
+
+def test_autopkgtests_pass_against_the_installed_package(trixie):
+    """The source package's debian/tests, run as autopkgtest runs them, in the booted root with our .deb installed:
+    the .dsc unpacked (dpkg-source -x, the series applied), every Depends of a test installed (``@``: patroni),
+    each script run as root from the unpacked source's root with AUTOPKGTEST_TMP a fresh directory, failing on a
+    non-zero exit or, unless ``allow-stderr``, on output to stderr. The control: a script of our own in the same
+    tree sees that directory and that root, and fails on a line to stderr unless it has allow-stderr."""
+    deb = os.path.basename(trixie.host_deb)
+    dsc = os.path.join(os.path.dirname(trixie.host_deb), deb[:-len('_all.deb')] + '.dsc')
+    source = os.path.join(trixie.workdir.path, 'source')
+    subprocess.run(['dpkg-source', '--no-check', '-x', dsc, source], stdout=subprocess.DEVNULL, check=True,
+                   timeout=120)
+    tests = autopkgtest_control(os.path.join(source, 'debian', 'tests', 'control'))
+    names = [name for paragraph in tests for name in paragraph['tests'].split()]
+    assert names == ['installed', 'cluster'], names
+    for paragraph in tests:
+        for group in paragraph.get('depends', '@').split(','):
+            alternatives = ['patroni' if a.strip() == '@' else a.split('(')[0].strip() for a in group.split('|')]
+            assert any(trixie.run('dpkg-query', '-W', '-f', '${Status}', a, in_root=True).stdout ==
+                       'install ok installed' for a in alternatives), (paragraph['tests'], group)
+        restrictions = paragraph.get('restrictions', '').replace(',', ' ').split()
+        for name in paragraph['tests'].split():
+            failure, _ = autopkgtest(trixie, source, name, restrictions)
+            assert failure is None, name + ': ' + failure
+    control = os.path.join(source, 'debian', 'tests', 'sdnotify-control')
+    with open(control, 'w') as f:
+        f.write('#!/bin/sh\nset -e\ntest -f debian/tests/control\necho "tmp=$(ls -A "$AUTOPKGTEST_TMP" | wc -l) '
+                'uid=$(id -u)"\necho noise >&2\n')
+    os.chmod(control, 0o755)
+    assert autopkgtest(trixie, source, 'sdnotify-control', []) == ('stderr: noise\n', 'tmp=0 uid=0\n')
+    assert autopkgtest(trixie, source, 'sdnotify-control', ['allow-stderr']) == (None, 'tmp=0 uid=0\n')
+
+
+def test_remove_stops_a_running_instance_and_keeps_configuration_and_data(trixie):
+    """`apt remove` under a running instance stops it (as Debian's prerm stops patroni), leaving /etc/patroni and
+    the data directory. The control: a reinstallation of the same .deb (the old prerm runs with "upgrade") leaves
+    the same Patroni and postmaster running."""
+    assert trixie.systemctl('start', INSTANCE, timeout=300).returncode == 0
+    wait_running(trixie, 'our Patroni')
+    running = running_pids(trixie)
+    assert running[0] != '0' and running[1], running
+    try:
+        sh(trixie, 'apt-get install -y -q --reinstall /tmp/ours.deb >/tmp/apt.log 2>&1 '
+                   '|| { tail -n 20 /tmp/apt.log; exit 1; }')
+        assert running_pids(trixie) == running
+        assert trixie.show(INSTANCE, 'ActiveState')['ActiveState'] == 'active'
+        sh(trixie, 'apt-get remove -y -q patroni >/tmp/apt.log 2>&1 || { tail -n 20 /tmp/apt.log; exit 1; }')
+        state = trixie.show(INSTANCE, 'ActiveState', 'MainPID', 'Result')
+        assert state['ActiveState'] == 'inactive' and state['MainPID'] == '0', state
+        # Patroni stopped its PostgreSQL: no postmaster.pid left, the postmaster gone
+        sh(trixie, 'test ! -e {0}/postmaster.pid && ! kill -0 {1} 2>/dev/null'.format(DATA, running[1]))
+    finally:
+        stop(trixie)
     assert trixie.run('test', '-e', '/usr/bin/patroni', in_root=True).returncode != 0
     sh(trixie, 'test -f {0} && test -f {1}/PG_VERSION'.format(CONFIG, DATA))
 

@@ -14,6 +14,7 @@ import sys
 import tarfile
 
 import pytest
+import yaml
 
 from realparts import ROOT
 
@@ -109,8 +110,18 @@ def test_source_package_is_the_sdist_and_the_series(project):
         assert members['debian/patroni@.service'] == f.read()
     # Debian's postgresql-common integration, carried over from Debian's patroni (installed by debian/patroni.install)
     for path in ('usr/bin/pg_createconfig_patroni', 'usr/share/patroni/pg_createcluster_patroni',
-                 'usr/share/patroni/pg_clonecluster_patroni', 'etc/patroni/config.yml.in', 'etc/patroni/dcs.yml'):
+                 'usr/share/patroni/pg_clonecluster_patroni', 'etc/patroni/config.yml.in'):
         assert 'debian/debian-patroni/' + path in members, path
+    # but not Debian's dcs.yml (ZooKeeper; its etcd comment is the v2 API): ours, etcd's v3 API, what the
+    # autopkgtests' cluster runs on (pg_createconfig_patroni copies it into the configurations it writes)
+    assert 'debian/debian-patroni/etc/patroni/dcs.yml' not in members
+    assert yaml.safe_load(members['debian/dcs.yml']) == {'etcd3': {'hosts': '127.0.0.1:2379'}}
+    assert b'debian/dcs.yml etc/patroni' in members['debian/patroni.install']
+    # the autopkgtests: dpkg-source names them in the .dsc, every test of debian/tests/control is there
+    assert 'Testsuite: autopkgtest' in dsc.splitlines(), dsc
+    tests = [t for line in members['debian/tests/control'].decode().splitlines() if line.startswith('Tests:')
+             for t in line.split(':', 1)[1].split()]
+    assert tests and all('debian/tests/' + t in members for t in tests), tests
     unit = members['debian/patroni.service'].decode()
     assert 'ConditionPathExists=/etc/patroni/config.yml' in unit, unit
     assert 'ExecStart=/usr/bin/patroni /etc/patroni/config.yml' in unit, unit

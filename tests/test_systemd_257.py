@@ -13,9 +13,11 @@ import time
 
 import pytest
 
+import dcs_outage
+import notify_access
 from realparts import BIN, ETCD, HARNESS_WORK, PYTHON_SYSTEMD, read_from, ROOT, wait_for, Workdir
 from systemd_harness import debian_root, etcd_unit, host_dropin, log_dropin, Systemd, unit_for_test
-from test_systemd_units import exposure, Node, patroni_status, sandboxed, shipped
+from test_systemd_units import end_postgres, exposure, Node, patroni_status, sandboxed, shipped
 
 pytestmark = pytest.mark.slow
 
@@ -153,7 +155,9 @@ def test_failed_reload_answers_and_keeps_the_old_configuration(tier):
         assert reload.returncode == 0, reload.stderr + node.tail()
         state = tier.show('patroni.service', 'ActiveState', 'SubState', 'StatusText', 'NRestarts')
         assert state['ActiveState'] == 'active' and state['NRestarts'] == '0', state
-        assert state['StatusText'].startswith('reload failed: ' + node.config), state
+        # one line with the file, the line and column, and the parser's problem
+        assert state['StatusText'].startswith("reload failed: {0}, line 2, column 1: expected ',' or ']', but got "
+                                              "'<stream end>' | ".format(node.config)), state
         assert '\n' not in state['StatusText']
         assert patroni_status(tier).get('tags') == {'reload': 'good'}
         assert 'reload failed' in tier.systemctl('status', 'patroni.service').stdout
@@ -191,3 +195,30 @@ def test_portable_dropin_reloads(tier):
         with open(strict, 'w') as f:
             f.write(STRICT)
         tier.systemctl('daemon-reload')
+
+
+def test_start_returns_while_the_dcs_is_down(tier):
+    """As under 252 (tests/dcs_outage.py), with the notify-reload drop-ins."""
+    dcs_outage.check_bounded_start(tier, tier.node, lambda: patroni_status(tier))
+
+
+@pytest.mark.parametrize('change, after_ready', [(True, False), (False, False), (True, True)],
+                         ids=['merged', 'control', 'after-ready'])
+def test_reload_during_the_wait_is_applied(tier, change, after_ready):
+    """A parameter and a tag changed and reloaded while the start waits for etcd (the reload merged into the start
+    job), or after the start returned at the bound, are in effect once etcd is back; the control, without the change,
+    keeps the values (tests/dcs_outage.py)."""
+    dcs_outage.check_reload_during_the_wait(tier, tier.node, lambda: patroni_status(tier), change, after_ready)
+
+
+def test_ready_does_not_undo_another_process_stopping(tier):
+    """As under 252 (tests/notify_access.py)."""
+    notify_access.check_ready_does_not_undo_stopping(tier, os.path.join(tier.node.workdir.path, 'stopping'))
+
+
+@pytest.mark.parametrize('control', [False, True], ids=['claimed', 'control'])
+def test_postmaster_with_notify_socket_does_not_stop_the_unit(tier, control):
+    """systemd 257: Patroni's NOTIFYACCESS=main makes it ignore the STOPPING=1 of a postmaster that has NOTIFY_SOCKET
+    under NotifyAccess=all; the control, without SYSTEMD_EXEC_PID, is stopped by it (tests/notify_access.py)."""
+    notify_access.check_postmaster_with_notify_socket(tier, tier.node, lambda: patroni_status(tier), end_postgres,
+                                                      claims=not control, control=control)

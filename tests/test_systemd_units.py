@@ -21,6 +21,8 @@ import uuid
 
 import pytest
 
+import dcs_outage
+import notify_access
 from realparts import BIN, ETCD, HARNESS_WORK, patroni_config, read_from, wait_for, Workdir, write_config
 import start_reload
 from start_reload import shipped
@@ -399,34 +401,27 @@ def test_status_and_stop(harness):
 
 
 @pytest.mark.parametrize('unit_harness', SANDBOXES, indirect=True)
-def test_start_waits_for_the_dcs_without_restarts(unit_harness):
-    """etcd down at boot: the unit stays "activating" with STATUS saying why, is neither killed nor restarted, and
-    becomes active once etcd is back (60 s later: twice upstream's TimeoutSec=30). Sandboxed, the outage lasts 10 s:
-    the drop-in sets no timeout (TimeoutStartUSec stays infinity, asserted), what it could break is the wait."""
+def test_start_returns_while_the_dcs_is_down(unit_harness):
+    """etcd down at boot: the start returns at loop_wait + 2 * retry_timeout with the unit active, STATUS saying
+    why, no restart; the node joins once etcd is back (tests/dcs_outage.py)."""
     harness = unit_harness
-    outage = 60 if harness.show('patroni.service', 'ProtectSystem')['ProtectSystem'] != 'strict' else 10
-    assert harness.show('patroni.service', 'TimeoutStartUSec') == {'TimeoutStartUSec': 'infinity'}
-    node = harness.patched
-    node.write()
-    assert harness.systemctl('stop', 'etcd.service').returncode == 0
-    try:
-        assert harness.systemctl('start', '--no-block', 'patroni.service').returncode == 0
-        waiting = harness.wait_show('patroni.service', lambda s: s['StatusText'].startswith('waiting for DCS'), 30,
-                                    'STATUS: waiting for DCS', 'StatusText', 'ActiveState', 'NRestarts', 'MainPID')
-        assert waiting['ActiveState'] == 'activating', waiting
-        assert 'waiting for DCS' in harness.systemctl('status', 'patroni.service').stdout
-        deadline = time.monotonic() + outage
-        while time.monotonic() < deadline:  # the outage lasts; the unit must sit it out unchanged
-            state = harness.show('patroni.service', 'ActiveState', 'NRestarts', 'MainPID')
-            assert state == {'ActiveState': 'activating', 'NRestarts': '0', 'MainPID': waiting['MainPID']}, state
-            time.sleep(1)
-        assert harness.systemctl('start', 'etcd.service').returncode == 0
-        state = harness.wait_show('patroni.service', lambda s: s['ActiveState'] == 'active', 60,
-                                  'active once etcd is back', 'ActiveState', 'NRestarts', 'MainPID', 'StatusText')
-        assert state['NRestarts'] == '0' and state['MainPID'] == waiting['MainPID'], state
-    finally:
-        harness.systemctl('start', 'etcd.service')
-        harness.systemctl('stop', 'patroni.service')
+    dcs_outage.check_bounded_start(harness, harness.patched, lambda: patroni_status(harness))
+
+
+def test_start_with_a_watchdog_returns_while_the_dcs_is_down(harness):
+    """As above with WatchdogSec=5: armed at READY=1 while Patroni still waits for etcd, it is fed until the HA loop
+    runs; the unit is neither killed nor restarted (tests/dcs_outage.py)."""
+    dcs_outage.check_bounded_start(harness, harness.patched, lambda: patroni_status(harness), watchdog=5)
+
+
+@pytest.mark.parametrize('change, after_ready', [(True, False), (False, False), (True, True)],
+                         ids=['merged', 'control', 'after-ready'])
+def test_reload_during_the_wait_is_applied(harness, change, after_ready):
+    """A parameter and a tag changed and reloaded while the start waits for etcd (the reload merged into the start
+    job), or after the start returned at the bound, are in effect once etcd is back; the control, without the change,
+    keeps the values (tests/dcs_outage.py)."""
+    dcs_outage.check_reload_during_the_wait(harness, harness.patched, lambda: patroni_status(harness), change,
+                                            after_ready)
 
 
 def test_status_shows_the_role(harness):
@@ -825,3 +820,15 @@ def test_jit_fails_under_memory_deny_write_execute(harness):
             end_postgres(harness, node)
             harness.systemctl('reset-failed', 'patroni.service')
             node.write()
+
+
+def test_ready_does_not_undo_another_process_stopping(harness):
+    """systemd 252: #3590's READY=1 re-assert cannot undo a STOPPING=1 of another process (tests/notify_access.py)."""
+    notify_access.check_ready_does_not_undo_stopping(harness, os.path.join(harness.patched.workdir.path, 'stopping'))
+
+
+def test_postmaster_with_notify_socket_stops_the_unit_on_252(harness):
+    """systemd 252 ignores NOTIFYACCESS=: under NotifyAccess=all the STOPPING=1 of a postmaster that has NOTIFY_SOCKET
+    stops the unit; there only the unit's NotifyAccess=main protects (tests/notify_access.py)."""
+    notify_access.check_postmaster_with_notify_socket(harness, harness.patched, lambda: patroni_status(harness),
+                                                      end_postgres, claims=False)
