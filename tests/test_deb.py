@@ -238,9 +238,12 @@ def test_example_hardening_runs_debians_layout_unchanged(trixie):
     """Issue 26 on a Debian system: the package's example hardening.conf, copied as it is into patroni@.service.d/
     (no ReadWritePaths= added: data, pgpass and socket are in /var/lib/postgresql, which it lists), under Debian's
     systemd 257. The instance starts sandboxed (NoNewPrivs, a seccomp filter, no capabilities), leads and serves a
-    write, stops cleanly."""
+    write, stops cleanly. PrivateTmp= pulls in trixie's tmp.mount (RequiresMountsFor=/tmp): a booted trixie has it
+    mounted already, this root not, so it is stopped again at the end (a tmpfs over /tmp hid the .deb that the
+    later tests install from /tmp)."""
     dropin = '/etc/systemd/system/patroni@.service.d/hardening.conf'
     install = 'mkdir -p {0} && cp /usr/share/doc/patroni/examples/hardening.conf {1} && systemctl daemon-reload'
+    tmp_mount = trixie.show('tmp.mount', 'ActiveState')['ActiveState']
     sh(trixie, install.format(os.path.dirname(dropin), dropin))
     before = len(journal(trixie))
     try:
@@ -263,6 +266,9 @@ def test_example_hardening_runs_debians_layout_unchanged(trixie):
     finally:
         stop(trixie)
         sh(trixie, 'rm -f {0} && systemctl daemon-reload'.format(dropin))
+        if tmp_mount != 'active':
+            trixie.systemctl('stop', 'tmp.mount')
+        assert trixie.show('tmp.mount', 'ActiveState')['ActiveState'] == tmp_mount
 
 
 def autopkgtest_control(path):
