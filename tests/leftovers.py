@@ -25,7 +25,7 @@ import tempfile
 
 from typing import List
 
-from realparts import OWNER_FILE, owner_gone, wait_for, WORKDIR_PREFIX
+from realparts import HARNESS_WORK, OWNER_FILE, owner_gone, wait_for, WORKDIR_PREFIX
 from systemd_harness import CGROUP_PREFIX, cgroup2_mount, remove_cgroup
 
 # sdnotify-<pid ns>-<pid>-<start>-<id>, a scope of the machine's systemd ending in .scope
@@ -83,8 +83,17 @@ def stale_cgroups(max_depth: int = 4) -> List[str]:
 
 
 def stale_workdirs() -> List[str]:
-    """Workdirs (see :class:`realparts.Workdir`) in the temporary directory whose owner has ended."""
-    tmp = tempfile.gettempdir()
+    """Workdirs (see :class:`realparts.Workdir`) in the temporary directory or in :data:`realparts.HARNESS_WORK`
+    whose owner has ended."""
+    found = []
+    for tmp in (tempfile.gettempdir(), HARNESS_WORK):
+        found.extend(_stale_in(tmp))
+    return found
+
+
+def _stale_in(tmp: str) -> List[str]:
+    if not os.path.isdir(tmp):
+        return []
     found = []
     for name in sorted(os.listdir(tmp)):
         path = os.path.join(tmp, name)

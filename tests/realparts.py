@@ -33,6 +33,9 @@ POSTGRES = pwd.getpwnam('postgres')
 # after a run only once that process is provably gone
 OWNER_FILE = '.sdnotify-owner'
 WORKDIR_PREFIX = 'sdnotify-'
+# where the systemd harnesses keep their Workdirs: not under /tmp, which a unit with PrivateTmp=yes (the shipped
+# hardening.conf) sees as a /tmp of its own, empty
+HARNESS_WORK = os.path.join(ROOT, '.cache', 'work')
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
@@ -148,8 +151,11 @@ class Workdir(object):
     """A directory the postgres user owns, removed at the end; it names its owner (:data:`OWNER_FILE`), so that
     a later run can tell it was left behind by a killed one."""
 
-    def __init__(self) -> None:
-        self.path = tempfile.mkdtemp(prefix=WORKDIR_PREFIX)
+    def __init__(self, parent: Optional[str] = None) -> None:
+        """In the temporary directory, or in *parent* (made if missing), e.g. :data:`HARNESS_WORK`."""
+        if parent:
+            os.makedirs(parent, mode=0o755, exist_ok=True)
+        self.path = tempfile.mkdtemp(prefix=WORKDIR_PREFIX, dir=parent)
         os.chmod(self.path, 0o755)
         os.chown(self.path, POSTGRES.pw_uid, POSTGRES.pw_gid)
         with open(os.path.join(self.path, OWNER_FILE), 'w') as f:

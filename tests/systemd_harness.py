@@ -29,7 +29,7 @@ import uuid
 
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from realparts import owner_tag, POSTGRES, wait_for
+from realparts import owner_tag, POSTGRES, ROOT, wait_for
 
 SYSTEMD = '/lib/systemd/systemd'
 TARGET = 'sdnotify.target'
@@ -71,6 +71,10 @@ if [ -n "$JOURNALD" ]; then
     mkdir -p /run/systemd/journald.conf.d
     printf '[Journal]\nStorage=volatile\nReadKMsg=no\nForwardToSyslog=no\nForwardToWall=no\nForwardToConsole=no\n' \
         > /run/systemd/journald.conf.d/harness.conf
+fi
+if [ -n "$OWN_TMP" ]; then
+    mount -t tmpfs -o mode=1777 tmpfs /tmp
+    mount -t tmpfs -o mode=1777 tmpfs /var/tmp
 fi
 mount --bind /proc/sys /proc/sys
 mount -o remount,bind,ro /proc/sys
@@ -213,7 +217,7 @@ class Systemd(object):
 
     def __init__(self, directory: str, units: Dict[str, str], dropins: Optional[Dict[str, str]] = None,
                  instances: Optional[List[str]] = None, root: Optional[str] = None, journald: bool = False,
-                 overlay: bool = False) -> None:
+                 overlay: bool = False, own_tmp: bool = False) -> None:
         """Write *units* (name -> text) and *dropins* (``unit.d/name.conf`` -> text) and boot.
 
         With *root* (a directory made by ``tests/debian_root.sh``), boot that root's systemd instead of the
@@ -224,7 +228,10 @@ class Systemd(object):
         how it ended. With *journald*, services log to a journald of the harness (the root's, with *root*).
         With *overlay* (and *root*), systemd boots an overlay over *root* whose upper layer is :attr:`upper` (in
         this harness's directory): what runs there (packages installed, files written) leaves *root* unchanged.
+        With *own_tmp* (the machine's systemd only), /tmp and /var/tmp are tmpfs of the harness, so that the
+        directories of units with PrivateTmp=yes are never made in the machine's: *directory* must not be in /tmp.
         """
+        assert not (own_tmp and (root or (os.path.realpath(directory) + '/').startswith('/tmp/'))), directory
         self.dir = os.path.join(directory, 'systemd-' + uuid.uuid4().hex[:8])
         self.units = os.path.join(self.dir, 'units')
         os.makedirs(self.units)
@@ -263,7 +270,7 @@ class Systemd(object):
         self._console.start()
         self.root = root
         env.update(CONSOLE=os.ttyname(self._slave), UNITS=self.units, SYSTEMD_ROOT=root or '', INNER=inner,
-                   JOURNALD='1' if journald else '', OVERLAY='', UNIT_PATH_TAIL='')
+                   JOURNALD='1' if journald else '', OVERLAY='', UNIT_PATH_TAIL='', OWN_TMP='1' if own_tmp else '')
         self.upper = None
         if overlay and root:
             env['OVERLAY'] = os.path.join(self.dir, 'overlay')
@@ -357,10 +364,20 @@ class Systemd(object):
         with open(os.path.join(data_dir, 'postmaster.pid')) as f:
             return f.readline().strip()
 
+    def read_proc(self, path: str) -> str:
+        """The text of /proc/*path* in the harness (with a root, its procfs is only mounted there)."""
+        return self.run('cat', '/proc/' + path, in_root=bool(self.root)).stdout
+
+    def children(self, pid: str) -> List[str]:
+        """The PIDs of the harness whose parent is *pid* (as ``pgrep -P``, which a Debian root may lack)."""
+        stats = self.run('sh', '-c', 'cat /proc/[0-9]*/stat 2>/dev/null', in_root=bool(self.root)).stdout
+        fields = [line.split(' ', 1)[:1] + line.rsplit(')', 1)[-1].split()[1:2] for line in stats.splitlines()]
+        return [f[0] for f in fields if len(f) == 2 and f[1] == pid]
+
     def postgres_pids(self, data_dir: str) -> List[str]:
         """The postmaster of *data_dir* and its children, as PIDs of the harness's PID namespace."""
         postmaster = self.postmaster_pid(data_dir)
-        return [postmaster] + self.run('pgrep', '-P', postmaster).stdout.split()
+        return [postmaster] + self.children(postmaster)
 
     def etcd_get(self, key: str) -> Optional[str]:
         """The value of *key* in the harness's etcd (v3 API), or ``None``."""
@@ -418,6 +435,28 @@ def host_dropin() -> str:
     return '[Unit]\nConditionPathExists=\n\n[Service]\nRootDirectory=/host\nMountAPIVFS=yes\n'
 
 
+def debian_root(suite: str) -> Tuple[str, str]:
+    """The cached Debian root of *suite* and its systemd's version line, made by tests/debian_root.sh if missing
+    (about 30 s)."""
+    result = subprocess.run([os.path.join(ROOT, 'tests', 'debian_root.sh'), suite], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, universal_newlines=True, timeout=900)
+    assert result.returncode == 0, result.stderr
+    return os.path.join(ROOT, '.cache', suite), result.stdout.strip()
+
+
+def hardening_dropins(unit: str, paths: List[str]) -> Dict[str, str]:
+    """The shipped extras/startup_scripts/hardening.conf for *unit* (``patroni.service``, ``patroni@.service``), as
+    shipped, and the adaptation it prescribes: a drop-in read after it, ``ReadWritePaths=`` for the test's own
+    directories (*paths*, which stand in for /var/lib/postgresql and the rest: none of them is under /tmp, which
+    PrivateTmp= replaces; see realparts.HARNESS_WORK)."""
+    for path in paths:
+        assert not (path + '/').startswith('/tmp/'), path
+    with open(os.path.join(ROOT, 'extras', 'startup_scripts', 'hardening.conf')) as f:
+        shipped = f.read()
+    return {unit + '.d/hardening.conf': shipped,
+            unit + '.d/zz-paths.conf': '[Service]\nReadWritePaths={0}\n'.format(' '.join(paths))}
+
+
 def owned_by_postgres(path: str) -> str:
     os.makedirs(path, exist_ok=True)
     os.chown(path, POSTGRES.pw_uid, POSTGRES.pw_gid)
@@ -425,4 +464,5 @@ def owned_by_postgres(path: str) -> str:
 
 
 __all__: List[str] = ['Systemd', 'cgroup2_mount', 'cgroup2_mounts', 'cgroup_path', 'systemd_is_pid1', 'remove_cgroup',
-                      'unit_for_test', 'log_dropin', 'etcd_unit', 'host_dropin', 'owned_by_postgres']
+                      'unit_for_test', 'log_dropin', 'etcd_unit', 'host_dropin', 'debian_root', 'hardening_dropins',
+                      'owned_by_postgres']

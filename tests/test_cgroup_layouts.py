@@ -111,12 +111,12 @@ def test_owner_gone_only_when_provably():
 KILLED_RUN = """
 import json, os, sys
 sys.path.insert(0, os.path.join({root!r}, 'tests'))
-from realparts import Etcd, ETCD, Workdir
+from realparts import Etcd, ETCD, HARNESS_WORK, Workdir
 from systemd_harness import etcd_unit, Systemd
-workdir = Workdir()
+workdir = Workdir(HARNESS_WORK)  # where the harness tests keep theirs (not /tmp)
 etcd = Etcd(workdir.mkdir('etcd-direct'))
 harness = Systemd(workdir.path, {{'etcd.service': etcd_unit(ETCD, os.path.join(workdir.path, 'etcd'),
-                                                            os.path.join(workdir.path, 'etcd.log'))}})
+                                                            os.path.join(workdir.path, 'etcd.log'))}}, own_tmp=True)
 assert harness.systemctl('start', 'etcd.service').returncode == 0
 etcd_in_harness = int(harness.show('etcd.service', 'MainPID')['MainPID'])
 with open(sys.argv[1] + '.tmp', 'w') as f:

@@ -182,7 +182,8 @@ def test_our_deb_installs_over_debians_without_restarting_it(trixie):
                ' && zgrep -q "does not stop, start or restart Patroni" /usr/share/doc/patroni/NEWS.Debian.gz'
                ' && test -f /usr/share/doc/patroni/README.Debian'
                ' && test -f /usr/share/doc/patroni/examples/early-sighup.conf'
-               ' && test ! -e /usr/share/doc/patroni/examples/notify-reload.conf')
+               ' && test ! -e /usr/share/doc/patroni/examples/notify-reload.conf'
+               ' && test -f /usr/share/doc/patroni/examples/hardening.conf')
     # Debian's postgresql-common integration is still there (configurations made by pg_createconfig_patroni call it)
     sh(trixie, 'test -x /usr/bin/pg_createconfig_patroni && test -x /usr/share/patroni/pg_createcluster_patroni'
                ' && test -x /usr/share/patroni/pg_clonecluster_patroni && test -f /etc/patroni/config.yml.in'
@@ -288,6 +289,43 @@ def test_every_example_starts_patroni_on_the_packages_units(trixie, unit, config
 def stop_unit(tier, unit):
     tier.systemctl('stop', unit, timeout=300)
     tier.systemctl('reset-failed', unit)
+
+
+def test_example_hardening_runs_debians_layout_unchanged(trixie):
+    """Issue 26 on a Debian system: the package's example hardening.conf, copied as it is into patroni@.service.d/
+    (no ReadWritePaths= added: data, pgpass and socket are in /var/lib/postgresql, which it lists), under Debian's
+    systemd 257. The instance starts sandboxed (NoNewPrivs, a seccomp filter, no capabilities), leads and serves a
+    write, stops cleanly. PrivateTmp= pulls in trixie's tmp.mount (RequiresMountsFor=/tmp): a booted trixie has it
+    mounted already, this root not, so it is stopped again at the end (a tmpfs over /tmp hid the .deb that the
+    later tests install from /tmp)."""
+    dropin = '/etc/systemd/system/patroni@.service.d/hardening.conf'
+    install = 'mkdir -p {0} && cp /usr/share/doc/patroni/examples/hardening.conf {1} && systemctl daemon-reload'
+    tmp_mount = trixie.show('tmp.mount', 'ActiveState')['ActiveState']
+    sh(trixie, install.format(os.path.dirname(dropin), dropin))
+    before = len(journal(trixie))
+    try:
+        assert trixie.show(INSTANCE, 'ProtectSystem', 'PrivateTmp') == {'ProtectSystem': 'strict', 'PrivateTmp': 'yes'}
+        result = trixie.systemctl('start', INSTANCE, timeout=300)
+        assert result.returncode == 0, result.stderr + journal(trixie)[before:]
+        wait_for(lambda: (trixie.http_json('http://127.0.0.1:8008/patroni') or {}).get('role') == 'primary'
+                 and trixie.http_json('http://127.0.0.1:8008/patroni').get('state') == 'running', 60,
+                 'the sandboxed instance leading\n' + journal(trixie)[before:][-3000:])
+        main = trixie.show(INSTANCE, 'MainPID')['MainPID']
+        status = sh(trixie, 'grep -E "^(NoNewPrivs|Seccomp|CapBnd):" /proc/{0}/status'.format(main))
+        fields = dict(line.split(':\t') for line in status.splitlines())
+        assert fields == {'NoNewPrivs': '1', 'Seccomp': '2', 'CapBnd': '0' * 16}, status
+        sh(trixie, 'psql -h 127.0.0.1 -U postgres -d postgres -XAtc "CREATE TABLE IF NOT EXISTS sandboxed AS '
+                   'SELECT 1 AS i; CHECKPOINT"')
+        stop_result = trixie.systemctl('stop', INSTANCE, timeout=300)
+        assert stop_result.returncode == 0, stop_result.stderr
+        assert trixie.show(INSTANCE, 'Result') == {'Result': 'success'}
+        print('the example hardening.conf on Debian (systemd 257): started, led, wrote, stopped cleanly')
+    finally:
+        stop(trixie)
+        sh(trixie, 'rm -f {0} && systemctl daemon-reload'.format(dropin))
+        if tmp_mount != 'active':
+            trixie.systemctl('stop', 'tmp.mount')
+        assert trixie.show('tmp.mount', 'ActiveState')['ActiveState'] == tmp_mount
 
 
 def autopkgtest_control(path):

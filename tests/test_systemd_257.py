@@ -10,17 +10,16 @@ the new configuration is in effect, promptly, and also when the new file cannot 
 
 import contextlib
 import os
-import subprocess
 import time
 
 import pytest
 
 import dcs_outage
 import notify_access
-from realparts import BIN, ETCD, PYTHON_SYSTEMD, read_from, ROOT, wait_for, Workdir
-from systemd_harness import etcd_unit, host_dropin, log_dropin, Systemd, unit_for_test
-from test_systemd_units import (barrier_held, end_postgres, KILL_RELOAD, Node, patroni_status, reload_trials, shipped,
-                                started, summary)
+from realparts import BIN, ETCD, HARNESS_WORK, PYTHON_SYSTEMD, read_from, ROOT, wait_for, Workdir
+from systemd_harness import debian_root, etcd_unit, host_dropin, log_dropin, Systemd, unit_for_test
+from test_systemd_units import (barrier_held, end_postgres, exposure, KILL_RELOAD, Node, patroni_status, reload_trials,
+                                sandboxed, shipped, started, summary)
 
 pytestmark = pytest.mark.slow
 
@@ -35,18 +34,10 @@ CYCLE = 'no action. I am (node1), the leader with the lock'
 STRICT = '[Service]\nExecReload=\n'
 
 
-def debian_root(suite):
-    """The cached root, made by tests/debian_root.sh if missing (about 30 s)."""
-    result = subprocess.run([os.path.join(ROOT, 'tests', 'debian_root.sh'), suite], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, universal_newlines=True, timeout=900)
-    assert result.returncode == 0, result.stderr
-    return os.path.join(ROOT, '.cache', suite), result.stdout.strip()
-
-
 @pytest.fixture(scope='module')
 def tier():
     root, version = debian_root(SUITE)
-    workdir = Workdir()
+    workdir = Workdir(HARNESS_WORK)  # not under /tmp: test_reload_returns_once_applied[hardened] has PrivateTmp=yes
     node = Node(workdir, 'patched')
     host = '/host'
     units = {
@@ -88,7 +79,16 @@ def running(tier, tags):
         tier.systemctl('stop', 'patroni.service')
 
 
-def test_reload_returns_once_applied(tier):
+@pytest.mark.parametrize('sandbox', ['plain', 'hardened'])
+def test_reload_returns_once_applied(tier, sandbox):
+    """Start, then reloads back to back; ``hardened``: the same under the shipped hardening.conf."""
+    with contextlib.ExitStack() as stack:
+        if sandbox == 'hardened':
+            stack.enter_context(sandboxed(tier, 'patroni.service', [tier.node.dir]))
+        reloads(tier, sandbox)
+
+
+def reloads(tier, sandbox):
     with running(tier, {'reload': 'start'}) as node:
         assert tier.show('patroni.service', 'Type')['Type'] == 'notify-reload'
         main_pid = tier.show('patroni.service', 'MainPID')['MainPID']
@@ -104,8 +104,9 @@ def test_reload_returns_once_applied(tier):
         state = tier.show('patroni.service', 'ActiveState', 'SubState', 'MainPID', 'NRestarts')
         assert state == {'ActiveState': 'active', 'SubState': 'running', 'MainPID': main_pid, 'NRestarts': '0'}
         blocked.sort()
-        print('systemd 257, notify-reload: `systemctl reload` blocked {0:.2f} s median, {1:.2f} s max ({2} reloads)'
-              .format(blocked[len(blocked) // 2], blocked[-1], len(blocked)))
+        print('systemd 257, notify-reload, {3}: `systemctl reload` blocked {0:.2f} s median, {1:.2f} s max ({2} '
+              'reloads)'
+              .format(blocked[len(blocked) // 2], blocked[-1], len(blocked), sandbox))
 
 
 def test_reload_is_prompt_and_upstream_is_not(tier):
@@ -135,6 +136,16 @@ def test_reload_is_prompt_and_upstream_is_not(tier):
           'patched {0}, upstream {1}'.format(*(['{0:.2f}'.format(t) for t in blocked[u]] for u in sorted(blocked))))
     assert max(blocked['patroni-prompt.service']) < 3, blocked
     assert min(blocked['patroni-upstream.service']) > 5, blocked
+
+
+@pytest.mark.parametrize('name', ['patroni.service', 'patroni@.service'])
+def test_hardening_dropin_rates_at_most_2_on_257(tmp_path, name):
+    """The same offline rating by systemd 257's systemd-analyze (the trixie root's, in a chroot)."""
+    root = debian_root(SUITE)[0]
+    before, after = exposure(tmp_path, name, dropin=False, chroot=root), exposure(tmp_path, name, chroot=root)
+    print('systemd-analyze security --offline=true (systemd 257): {0} {1} alone, {2} with hardening.conf'.format(
+        name, before, after))
+    assert after <= 2.0 < before, (before, after)
 
 
 def test_failed_reload_answers_and_keeps_the_old_configuration(tier):

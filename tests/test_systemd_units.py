@@ -3,12 +3,19 @@
 The claim: ``systemctl start patroni; systemctl reload patroni`` back to back never kills the patched Patroni
 under the shipped Type=notify unit (no python-systemd), and what each other combination of Patroni, Type= and the
 early-sighup.conf drop-in does, in the same harness (tests/start_reload.py).
+
+The one-node tests that the shipped hardening.conf must not break run again with it (``hardened``), and under
+systemd 257 with it (``hardened-257``: the trixie root of test_systemd_257.py); their data is in
+realparts.HARNESS_WORK, not under /tmp, which the drop-in's PrivateTmp=yes replaces.
 """
 
 import contextlib
+import json
 import os
+import re
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -17,10 +24,11 @@ import pytest
 
 import dcs_outage
 import notify_access
-from realparts import BIN, ETCD, patroni_config, POSTGRES, read_from, wait_for, Workdir, write_config
+from realparts import BIN, ETCD, HARNESS_WORK, patroni_config, POSTGRES, read_from, wait_for, Workdir, write_config
 import start_reload
 from start_reload import shipped
-from systemd_harness import etcd_unit, log_dropin, owned_by_postgres, Systemd, unit_for_test
+from systemd_harness import debian_root, etcd_unit, hardening_dropins, host_dropin, log_dropin, owned_by_postgres, \
+    Systemd, unit_for_test
 
 pytestmark = pytest.mark.slow
 
@@ -32,6 +40,8 @@ BARRIER_TRIALS = int(os.environ.get('SDNOTIFY_BARRIER_TRIALS', '6'))
 HOLD = 1.5
 # the reload of the units before patroni-sdnotify's patroni_systemd_reload: the control of the barrier tests
 KILL_RELOAD = '[Service]\nExecReload=\nExecReload=/bin/kill -s HUP $MAINPID\n'
+# the one-node tests the sandbox must not break: the harness (252) without and with hardening.conf, and 257 with it
+SANDBOXES = ['plain', 'hardened', 'hardened-257']
 
 
 def verify(tmp_path, files, unit):
@@ -82,6 +92,64 @@ def test_one_line_names_the_configuration_file(name):
     for key in ('ExecCondition=', 'ExecStart=', 'ExecReload='):
         assert [line for line in lines if line.startswith(key)][0].endswith(' ${PATRONI_CONFIG_FILE}'), key
     assert 'ConditionPathExists' not in unit
+
+
+def exposure(tmp_path, name, dropin=True, chroot=None):
+    """``systemd-analyze security --offline=true`` of the shipped unit *name* (``patroni.service``,
+    ``patroni@.service``), with hardening.conf in its drop-in directory or without: the overall exposure, a float.
+    Offline, the unit file alone is analysed; no service manager is asked. With *chroot* (a Debian root), that root's
+    systemd-analyze, on files in its /tmp (removed after)."""
+    files = {name: shipped(name)}
+    if dropin:
+        files[name + '.d/hardening.conf'] = shipped('hardening.conf')
+    base = tmp_path if chroot is None else tempfile.mkdtemp(dir=os.path.join(chroot, 'tmp'))
+    try:
+        for path, text in files.items():
+            os.makedirs(os.path.dirname(os.path.join(str(base), path)), exist_ok=True)
+            with open(os.path.join(str(base), path), 'w') as f:
+                f.write(text)
+        unit = os.path.join(str(base), name)
+        cmd = ['systemd-analyze', 'security', '--offline=true', '--no-pager']
+        if chroot is not None:
+            cmd, unit = ['chroot', chroot] + cmd, '/tmp/{0}/{1}'.format(os.path.basename(base), name)
+        cmd.append(unit)
+        result = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                                timeout=60)
+    finally:
+        if chroot is not None:
+            shutil.rmtree(base)
+    levels = re.findall(r'Overall exposure level for \S+: (\d+\.\d)', result.stdout)
+    assert len(levels) == 1, result.stdout
+    return float(levels[0])
+
+
+@pytest.mark.parametrize('name', ['patroni.service', 'patroni@.service'])
+def test_hardening_dropin_rates_at_most_2(tmp_path, name):
+    """Issue 26: the shipped unit with hardening.conf rates <= 2.0 by the machine's systemd-analyze (252), offline;
+    the control: the unit alone rates above it (UNSAFE)."""
+    before, after = exposure(tmp_path / 'before', name, dropin=False), exposure(tmp_path / 'after', name)
+    print('systemd-analyze security --offline=true (systemd 252): {0} {1} alone, {2} with hardening.conf'.format(
+        name, before, after))
+    assert after <= 2.0 < before, (before, after)
+
+
+def test_hardening_dropin_verifies_and_says_why_each_line(tmp_path):
+    """The drop-in loads cleanly on both units (systemd-analyze verify says nothing), and every setting has its one
+    comment line just above it (what it blocks, what it breaks and for whom)."""
+    patroni = os.path.join(BIN, 'patroni')
+    for name, unit in (('patroni.service', 'patroni.service'), ('patroni@.service', 'patroni@node1.service')):
+        result = verify(tmp_path / name, {name: unit_for_test(shipped(name), patroni, '/etc/patroni'),
+                                          name + '.d/hardening.conf': shipped('hardening.conf')}, unit)
+        assert result.returncode == 0 and result.stderr == '', result.stderr
+    lines = shipped('hardening.conf').splitlines()
+    settings = [i for i, line in enumerate(lines) if re.match(r'^[A-Z][A-Za-z]+=', line)]
+    assert len(settings) >= 20, settings
+    for i in settings:
+        assert lines[i - 1].startswith('# ') and not lines[i - 2].startswith('# '), lines[i - 2:i + 1]
+        assert len(lines[i - 1]) <= 120, lines[i - 1]
+    # each setting once: a second line would add to (or reset) the first
+    names = [lines[i].split('=', 1)[0] for i in settings]
+    assert len(names) == len(set(names)), names
 
 
 def test_notify_reload_dropin_is_ignored_by_systemd_252(tmp_path):
@@ -174,6 +242,7 @@ class Node(object):
         self.workdir = workdir
         self.dcs = dcs or {}
         self.log = os.path.join(self.dir, 'patroni.log')
+        self.journal = None  # where the unit's output is read from instead of self.log: a callable, see harness257
         self.config = self.write()
 
     def write(self, tags=None, parameters=None, sections=None, **postgresql):
@@ -186,17 +255,17 @@ class Node(object):
         config['postgresql'].update(postgresql)
         return write_config(self.workdir, os.path.join(self.dir, 'patroni.yml'), config)
 
+    def output(self):
+        """What Patroni, PostgreSQL and the scripts they ran wrote to the unit's stdout and stderr."""
+        return self.journal() if self.journal else read_from(self.log)
+
     def tail(self):
-        try:
-            with open(self.log) as f:
-                return f.read()[-3000:]
-        except OSError:
-            return ''
+        return self.output()[-3000:]
 
 
 @pytest.fixture(scope='module')
 def harness():
-    workdir = Workdir()
+    workdir = Workdir(HARNESS_WORK)
     patched, upstream = Node(workdir, 'patched'), Node(workdir, 'upstream')
     units = {
         'etcd.service': etcd_unit(ETCD, os.path.join(workdir.path, 'etcd'), os.path.join(workdir.path, 'etcd.log')),
@@ -208,7 +277,7 @@ def harness():
         files = start_reload.cell_units(cell, node.dir, node.log)
         units[start_reload.unit_name(cell)] = files.pop(start_reload.unit_name(cell))
         dropins.update(files)
-    with Systemd(workdir.path, units, dropins) as systemd:
+    with Systemd(workdir.path, units, dropins, own_tmp=True) as systemd:
         result = systemd.systemctl('start', 'etcd.service')
         assert result.returncode == 0, result.stderr
         systemd.patched, systemd.upstream = patched, upstream
@@ -217,23 +286,91 @@ def harness():
     workdir.cleanup()
 
 
+@pytest.fixture(scope='module')
+def harness257():
+    """The one-node harness under systemd 257 (the trixie root of test_systemd_257.py), booted only if a test asks:
+    etcd and patroni.service run in the machine's / (host_dropin); Patroni's output goes to the root's journald."""
+    root, version = debian_root('trixie')
+    workdir = Workdir(HARNESS_WORK)
+    node = Node(workdir, 'patched')
+    units = {
+        'etcd.service': etcd_unit(ETCD, os.path.join(workdir.path, 'etcd'),
+                                  '/host' + os.path.join(workdir.path, 'etcd.log')),
+        'patroni.service': unit_for_test(shipped('patroni.service'), os.path.join(BIN, 'patroni'), node.dir),
+    }
+    dropins = {'etcd.service.d/host.conf': host_dropin(), 'patroni.service.d/host.conf': host_dropin()}
+    with Systemd(workdir.path, units, dropins, root=root, journald=True) as systemd:
+        assert systemd.systemctl('--version').stdout.startswith('systemd 257'), version
+        result = systemd.systemctl('start', 'etcd.service')
+        assert result.returncode == 0, result.stderr
+        node.journal = lambda: systemd.run('journalctl', '--no-pager', '-o', 'cat', '-u', 'patroni.service',
+                                           in_root=True).stdout
+        systemd.patched = node
+        yield systemd
+    workdir.cleanup()
+
+
+@contextlib.contextmanager
+def sandboxed(systemd, unit, paths):
+    """The shipped hardening.conf on *unit* (with ReadWritePaths= for *paths*, see hardening_dropins) until the end
+    of the block. In a harness with a root, the paths are given as systemd sees them (host_path): systemd 257 takes
+    ReadWritePaths= of a unit with RootDirectory= in its own root, and drops those outside RootDirectory=."""
+    paths = [systemd.host_path(p) for p in paths]
+    written = []
+    try:
+        for name, text in hardening_dropins(unit, paths).items():
+            path = os.path.join(systemd.units, name)
+            with open(path, 'w') as f:
+                f.write(text)
+            written.append(path)
+        assert systemd.systemctl('daemon-reload').returncode == 0
+        if '@.' not in unit:
+            state = systemd.show(unit, 'ProtectSystem', 'PrivateTmp', 'NoNewPrivileges', 'ReadWritePaths')
+            assert state == {'ProtectSystem': 'strict', 'PrivateTmp': 'yes', 'NoNewPrivileges': 'yes',
+                             'ReadWritePaths': state['ReadWritePaths']} and paths[0] in state['ReadWritePaths'], state
+        yield
+    finally:
+        for path in written:
+            os.unlink(path)
+        systemd.systemctl('daemon-reload')
+
+
+@pytest.fixture
+def unit_harness(request):
+    """The harness of a test parametrized over :data:`SANDBOXES`: ``plain``, the module's harness (systemd 252) as
+    it is; ``hardened``, the same with hardening.conf on patroni.service; ``hardened-257``, :func:`harness257` with
+    it. ReadWritePaths= names the node's directory (data, socket, pgpass, scripts)."""
+    systemd = request.getfixturevalue('harness257' if request.param.endswith('-257') else 'harness')
+    if request.param == 'plain':
+        yield systemd
+        return
+    with sandboxed(systemd, 'patroni.service', [systemd.patched.dir]):
+        yield systemd
+
+
 def patroni_status(systemd):
     return systemd.http_json('http://127.0.0.1:8008/patroni') or {}
 
 
-@pytest.mark.parametrize('cell', start_reload.CELLS, ids='-'.join)
-def test_start_and_reload_matrix(harness, cell):
+@pytest.mark.parametrize('cell, sandbox', [(cell, 'plain') for cell in start_reload.CELLS]
+                         + [(('patched', 'notify', 'plain'), 'hardened')], ids=lambda v: '-'.join(v) if
+                         isinstance(v, tuple) else v)
+def test_start_and_reload_matrix(harness, cell, sandbox):
     """``systemctl start; systemctl reload`` back to back, {upstream, patched} x {Type=simple, Type=notify} x {plain,
     early-sighup.conf}: the patched Patroni survives and applies the reload under Type=notify, and under Type=simple
     only with the early block; a Type=simple unit without it kills either Patroni; an upstream Patroni under the
-    early block never applies the reload (tests/start_reload.py; N=30 a cell: bench/start_reload_matrix.py)."""
+    early block never applies the reload (tests/start_reload.py; N=30 a cell: bench/start_reload_matrix.py).
+    The shipped unit's cell again under hardening.conf (257: test_systemd_257.test_reload_returns_once_applied)."""
     node = harness.patched if cell[0] == 'patched' else harness.upstream
     if cell[0] not in harness.bootstrapped:
         start_reload.bootstrap(harness, cell[0], lambda: patroni_status(harness))
         harness.bootstrapped.add(cell[0])
-    outcomes = [start_reload.trial(harness, cell, node.log, lambda: patroni_status(harness),
-                                   lambda: end_postgres(harness, node)) for _ in range(TRIALS)]
-    print(start_reload.summary(cell, outcomes))
+    with contextlib.ExitStack() as stack:
+        if sandbox == 'hardened':
+            stack.enter_context(sandboxed(harness, start_reload.unit_name(cell), [node.dir]))
+        outcomes = [start_reload.trial(harness, cell, node.log, lambda: patroni_status(harness),
+                                       lambda: end_postgres(harness, node)) for _ in range(TRIALS)]
+    print(sandbox, start_reload.summary(cell, outcomes))
     start_reload.check(cell, outcomes)
 
 
@@ -286,9 +423,11 @@ def test_status_and_stop(harness):
     assert harness.run('kill', '-0', postmaster).returncode != 0
 
 
-def test_start_returns_while_the_dcs_is_down(harness):
+@pytest.mark.parametrize('unit_harness', SANDBOXES, indirect=True)
+def test_start_returns_while_the_dcs_is_down(unit_harness):
     """etcd down at boot: the start returns at loop_wait + 2 * retry_timeout with the unit active, STATUS saying
     why, no restart; the node joins once etcd is back (tests/dcs_outage.py)."""
+    harness = unit_harness
     dcs_outage.check_bounded_start(harness, harness.patched, lambda: patroni_status(harness))
 
 
@@ -321,8 +460,10 @@ def test_status_shows_the_role(harness):
         harness.systemctl('stop', 'patroni.service')
 
 
-def test_watchdog_restarts_a_hung_patroni(harness):
+@pytest.mark.parametrize('unit_harness', SANDBOXES, indirect=True)
+def test_watchdog_restarts_a_hung_patroni(unit_harness):
     """Opt-in WatchdogSec=: pings come from the HA loop; a loop that stops cycling gets Patroni restarted."""
+    harness = unit_harness
     node = harness.patched
     node.write()
     # loop_wait 2 + 2 * retry_timeout 5 in the test config: 15 s leaves room
@@ -355,21 +496,21 @@ def dropin(harness, name, text):
     return path
 
 
-def test_slow_stop_is_extended_while_postgres_works(harness):
+@pytest.mark.parametrize('unit_harness', SANDBOXES, indirect=True)
+def test_slow_stop_is_extended_while_postgres_works(unit_harness):
     """A shutdown that takes longer than TimeoutStopSec= but makes progress (the archiver works off a backlog of WAL,
     1 s a segment, before PostgreSQL may exit) ends cleanly: extended, not killed; the leader key released."""
+    harness = unit_harness
     node = harness.patched
     node.write(parameters={'archive_mode': 'on', 'archive_command': 'sleep 1'})
     path = dropin(harness, 'stop.conf', '[Service]\nTimeoutStopSec=3\n')
     try:
         assert harness.systemctl('start', 'patroni.service').returncode == 0
         wait_for(lambda: patroni_status(harness).get('state') == 'running', 60, 'PostgreSQL running\n' + node.tail())
-        for i in range(12):  # twelve segments, switched faster than the archiver takes them
-            result = harness.run('psql', '-h', '127.0.0.1', '-p', '5432', '-U', 'postgres', '-d', 'postgres', '-XAtc',
-                                 'CREATE TABLE backlog{0} (); SELECT pg_switch_wal()'.format(i))
-            assert result.returncode == 0, result.stderr
+        # twelve segments, switched faster than the archiver takes them (new tables each run: the test runs once a
+        # sandbox on the same node)
+        backlog = wal_backlog(harness, node, 12)
         status_dir = os.path.join(node.dir, 'data', 'pg_wal', 'archive_status')
-        backlog = len([f for f in os.listdir(status_dir) if f.endswith('.ready')])
         assert backlog >= 6, backlog
         started = time.monotonic()
         stop = harness.systemctl('stop', 'patroni.service')
@@ -456,7 +597,7 @@ def end_postgres(harness, node):
         return
     pids = harness.postgres_pids(data_dir)
     for pid in pids[1:]:
-        pids += harness.run('pgrep', '-P', pid).stdout.split()
+        pids += harness.children(pid)
     harness.run('kill', '-KILL', *pids)
     wait_for(lambda: harness.run('kill', '-0', pids[0]).returncode != 0, 30, 'PostgreSQL gone')
     if os.path.exists(os.path.join(data_dir, 'postmaster.pid')):
@@ -979,6 +1120,116 @@ def test_reload_waits_through_rest_api_tls_and_authentication(harness):
     finally:
         harness.systemctl('stop', 'patroni.service')
         node.write()
+
+
+@pytest.mark.parametrize('unit_harness', ['hardened', 'hardened-257'], indirect=True)
+def test_sandbox_keeps_what_postgresql_needs(unit_harness):
+    """Under hardening.conf: an archive_command writes to a directory ReadWritePaths= allows, so does a tablespace;
+    PostgreSQL runs with JIT
+    (no MemoryDenyWriteExecute=), huge_pages=try, its main shared memory in System V and its dynamic shared memory in
+    POSIX (/dev/shm) and the logging collector writing to log_directory; a callback runs. What the sandbox denies
+    (the same callback writing to a directory the unit does not list, which postgres may write to outside the unit;
+    a tablespace there) fails at once, with the cause in the unit's output (the journal under 257, the file the 252
+    harness uses for it) or psql's error."""
+    harness = unit_harness
+    node = harness.patched
+    archive = owned_by_postgres(os.path.join(node.dir, 'archive'))
+    logs = owned_by_postgres(os.path.join(node.dir, 'pglog'))
+    denied = owned_by_postgres(os.path.join(node.workdir.path, 'not-listed'))
+    marker = os.path.join(node.dir, 'callback.out')
+    script = '#!/bin/sh\necho "$@" >> {0}\ntouch {1}/probe || echo "callback: the write to {1} was denied"\n'
+    callback = node.workdir.file(os.path.join(node.dir, 'callback.sh'), script.format(marker, denied), mode=0o755)
+    probe = os.path.join(denied, 'probe')
+    unlisted = os.path.join(denied, 'tblspc-' + uuid.uuid4().hex[:6])
+    node.write(parameters={'archive_mode': 'on', 'archive_command': 'cp %p {0}/%f'.format(archive), 'jit': 'on',
+                           'huge_pages': 'try', 'shared_memory_type': 'sysv', 'dynamic_shared_memory_type': 'posix',
+                           'logging_collector': 'on', 'log_directory': logs, 'log_filename': 'postgresql.log'},
+               callbacks={'on_start': callback, 'on_role_change': callback})
+    offset = len(node.output())
+    started = time.monotonic()
+    try:
+        assert harness.systemctl('start', 'patroni.service').returncode == 0, node.tail()
+        leader_running(harness, node)
+        # the harness's systemd applied the sandbox (and did not skip it): no new privileges, a seccomp filter, no
+        # capabilities, for Patroni and the postmaster it started
+        for pid in (harness.show('patroni.service', 'MainPID')['MainPID'],
+                    harness.postmaster_pid(os.path.join(node.dir, 'data'))):
+            status = dict(line.split(':\t', 1) for line in harness.read_proc(pid + '/status').splitlines()
+                          if ':\t' in line)
+            assert (status['NoNewPrivs'], status['Seccomp'], status['CapBnd']) == ('1', '2', '0' * 16), status
+
+        def sql(query):
+            result = harness.run('psql', '-h', '127.0.0.1', '-p', '5432', '-U', 'postgres', '-d', 'postgres', '-XAtc',
+                                 query)
+            assert result.returncode == 0, result.stderr
+            return result.stdout.strip()
+        # WAL archived into the allowed directory
+        segment = sql('SELECT pg_walfile_name(pg_current_wal_lsn()) FROM (SELECT pg_switch_wal()) s')
+        wait_for(lambda: segment in os.listdir(archive), 30, 'segment {0} archived into {1}: {2}'.format(
+            segment, archive, read_from(os.path.join(logs, 'postgresql.log'))[-2000:]))
+        # JIT: a plan above every cost threshold is compiled (llvmjit needs writable+executable memory)
+        plan = sql('SET jit_above_cost = 0; SET jit_inline_above_cost = 0; SET jit_optimize_above_cost = 0; '
+                   'EXPLAIN (ANALYZE, FORMAT JSON) SELECT sum(i) FROM generate_series(1, 1000) i')
+        jit = json.loads('\n'.join(line for line in plan.splitlines() if line != 'SET'))[0]['JIT']
+        assert jit['Functions'] > 0 and jit['Options']['Inlining'] is True, jit
+        assert sql('SHOW huge_pages') == 'try' and sql('SHOW shared_memory_type') == 'sysv'
+        # a tablespace outside the data directory, in a listed directory; one in an unlisted directory is refused
+        # with the cause (postgres may write there outside the unit: the positive control at the end)
+        tablespace = owned_by_postgres(os.path.join(node.dir, 'tblspc-' + uuid.uuid4().hex[:6]))
+        for statement in ("CREATE TABLESPACE sandboxed LOCATION '{0}'".format(tablespace),
+                          'CREATE TABLE in_tblspc TABLESPACE sandboxed AS SELECT 1 AS i', 'DROP TABLE in_tblspc',
+                          'DROP TABLESPACE sandboxed'):
+            sql(statement)
+        refused = harness.run('psql', '-h', '127.0.0.1', '-p', '5432', '-U', 'postgres', '-d', 'postgres', '-XAtc',
+                              "CREATE TABLESPACE unlisted LOCATION '{0}'".format(owned_by_postgres(unlisted)))
+        assert refused.returncode != 0 and 'Read-only file system' in refused.stderr, refused.stderr
+        # the postmaster maps its System V segment and the POSIX control segment of dynamic shared memory
+        maps = harness.read_proc('{0}/maps'.format(harness.postmaster_pid(os.path.join(node.dir, 'data'))))
+        assert '/SYSV' in maps and '/dev/shm/PostgreSQL.' in maps, maps[-2000:]
+        assert 'database system is ready to accept connections' in read_from(os.path.join(logs, 'postgresql.log'))
+        # the callback ran (as the leader started), and its denied write failed at once, saying why
+        wait_for(lambda: 'on_start' in read_from(marker) or 'on_role_change' in read_from(marker), 30,
+                 'a callback ran: ' + node.tail())
+        wait_for(lambda: 'the write to {0} was denied'.format(denied) in node.output()[offset:], 30,
+                 'the denied write reported: ' + node.tail())
+        assert 'Read-only file system' in node.output()[offset:], node.tail()
+        assert not os.path.exists(probe)
+        print('sandboxed: archive, tablespace, JIT ({0} functions), huge_pages=try, System V + POSIX shared memory, '
+              'logging collector, callback; the denied write reported, {1:.1f} s after the start'.format(
+                  jit['Functions'], time.monotonic() - started))
+    finally:
+        harness.systemctl('stop', 'patroni.service')
+        end_postgres(harness, node)
+        harness.systemctl('reset-failed', 'patroni.service')
+        node.write()
+    # the positive control: the directory is not closed to postgres, only to the unit
+    assert harness.run('/usr/sbin/runuser', '-u', 'postgres', '--', 'touch', probe, unlisted + '/probe').returncode == 0
+    assert os.path.exists(probe)
+
+
+def test_jit_fails_under_memory_deny_write_execute(harness):
+    """Why hardening.conf leaves MemoryDenyWriteExecute= out, and the control of the JIT check above (it can fail):
+    the same sandbox with it added, the same compiled plan fails at once: "error during JITing: Operation not
+    permitted" (the writable+executable mapping refused), then an ERROR for the query."""
+    node = harness.patched
+    node.write(parameters={'jit': 'on'})
+    with sandboxed(harness, 'patroni.service', [node.dir]):
+        path = dropin(harness, 'zz-mdwe.conf', '[Service]\nMemoryDenyWriteExecute=yes\n')
+        try:
+            assert harness.systemctl('start', 'patroni.service').returncode == 0, node.tail()
+            leader_running(harness, node)
+            result = harness.run('psql', '-h', '127.0.0.1', '-p', '5432', '-U', 'postgres', '-d', 'postgres', '-XAtc',
+                                 'SET jit_above_cost = 0; EXPLAIN (ANALYZE, FORMAT JSON) SELECT sum(i) FROM '
+                                 'generate_series(1, 1000) i')
+            assert result.returncode != 0, (result.stdout, result.stderr)
+            assert 'error during JITing: Operation not permitted' in result.stderr, result.stderr
+            print('MemoryDenyWriteExecute=yes, a JIT-compiled plan: ' + result.stderr.strip().splitlines()[0])
+        finally:
+            os.unlink(path)
+            harness.systemctl('stop', 'patroni.service')
+            end_postgres(harness, node)
+            harness.systemctl('reset-failed', 'patroni.service')
+            node.write()
 
 
 def test_ready_does_not_undo_another_process_stopping(harness):
