@@ -94,7 +94,7 @@ def pin() -> patchqueue.Pin:
 
 
 def debian_version(p: patchqueue.Pin) -> str:
-    """``<upstream>-0<local version without dots>``, e.g. 4.1.5-0sdnotify4: revision 0, not a Debian upload, and
+    """``<upstream>-0<local version without dots>``, e.g. 4.1.5-0sdnotify5: revision 0, not a Debian upload, and
     above Debian's 4.0.7-3~deb13u1 by the upstream version (docs/packaging.md compares it with PGDG's)."""
     return '{0}-0{1}'.format(p.version, p.local.replace('.', ''))
 
