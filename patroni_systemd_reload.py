@@ -15,8 +15,8 @@ Exit status and what it means:
   before its REST API is up): then Patroni gets a SIGHUP (``$MAINPID``, as ``kill -HUP`` did) and nothing waits,
   which stderr says;
 * 1: the reload failed (Patroni keeps the configuration it had, or applied part of it: the message says which), or
-  was not over after *SECONDS*, or the REST API refused the request (authentication, TLS: Patroni then gets a
-  SIGHUP, so the reload still happens, unwaited);
+  was not over after *SECONDS*, or the REST API refused the request or could not be asked (authentication, TLS, a
+  connection that timed out: Patroni then gets a SIGHUP, so the reload still happens, unwaited);
 * 2: *CONFIG_FILE* cannot be read: nothing is sent and nothing changes.
 
 Every failure is one line on stderr (the unit's journal).
@@ -46,6 +46,11 @@ class Failure(Exception):
 
 class Unreachable(Exception):
     """Nothing listens at the REST API's address."""
+
+
+class Refused(Exception):
+    """The REST API could not be asked: TLS failed (a rejected certificate, a missing client certificate), or the
+    connection timed out."""
 
 
 def read_config(path: str) -> Any:
@@ -82,7 +87,8 @@ def post_reload(config: Any, timeout: int) -> Tuple[int, Dict[str, Any]]:
     """``POST /reload {"timeout": timeout}``; returns the HTTP status and the JSON answer.
 
     :raises Unreachable: nothing accepts the connection.
-    :raises Failure: any other error of the request (TLS, a malformed answer).
+    :raises Refused: TLS failed, or the connection timed out.
+    :raises Failure: any other error of the request.
     """
     import urllib3
 
@@ -91,9 +97,11 @@ def post_reload(config: Any, timeout: int) -> Tuple[int, Dict[str, Any]]:
     url = reload_url(config)
     try:
         response = PatroniRequest(config).request('POST', url, {'timeout': timeout}, retries=False,
-                                                  timeout=urllib3.Timeout(connect=5, read=timeout + 30))
+                                                  timeout=urllib3.Timeout(connect=5, read=timeout + 5))
     except urllib3.exceptions.NewConnectionError as e:
         raise Unreachable('{0}: {1}'.format(url, e))
+    except (urllib3.exceptions.SSLError, urllib3.exceptions.ConnectTimeoutError) as e:
+        raise Refused('{0}: {1}'.format(url, ' '.join(str(e).split()) or type(e).__name__))
     except Exception as e:
         raise Failure('{0}: {1}'.format(url, ' '.join(str(e).split()) or type(e).__name__))
     try:
@@ -126,6 +134,8 @@ def reload(path: str, timeout: int) -> int:
         status, answer = post_reload(config, timeout)
     except Unreachable as e:
         return sighup('the REST API does not answer ({0})'.format(e), 0)
+    except Refused as e:  # as a refused request: reload as before, and say that it is not waited for
+        return sighup('the REST API could not be asked ({0})'.format(e), 1)
     deadline = time.monotonic() + RESTART_WAIT
     while answer.get('reload') == 'scheduled' and 'REST API restarts' in str(answer.get('error')):
         # the reload changes the REST API's settings: ask the restarted one (read from the same file) for a reload

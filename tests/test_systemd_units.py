@@ -917,13 +917,15 @@ def systemctl_in_background(systemd, *args):
                             universal_newlines=True)
 
 
-@pytest.mark.parametrize('command', ['reload', 'try-reload-or-restart'])
+@pytest.mark.parametrize('command', ['reload', 'try-reload-or-restart', 'reload --job-mode=fail'])
 def test_reload_during_a_stop(harness, command):
     """systemd 252: a reload asked while the unit stops (a slow shutdown: WAL to archive at 1 s a segment).
     ``systemctl reload`` (the control) replaces the stop job: it fails ("inactive") and the pending ``systemctl stop``
     fails with "canceled" although the stop goes on; the unit cannot prevent that (ExecReload= never runs).
-    ``systemctl try-reload-or-restart`` (what the docs tell scripts to use) does nothing then: the stop job ends
-    normally. While the unit is active the same command reloads it (no restart): the positive control."""
+    ``systemctl try-reload-or-restart`` does nothing then: the stop job ends normally, but a unit that cannot reload
+    would be restarted by it. ``systemctl reload --job-mode=fail`` (what the docs tell scripts to use) fails, and
+    leaves the stop job alone; it never restarts. While the unit is active each command reloads it (no restart): the
+    positive control."""
     node = harness.patched
     node.write(tags={'reload': 'before'}, parameters={'archive_mode': 'on', 'archive_command': 'sleep 1'})
     stop = None
@@ -932,7 +934,7 @@ def test_reload_during_a_stop(harness, command):
         leader_running(harness, node)
         main_pid = harness.show('patroni.service', 'MainPID')['MainPID']
         node.write(tags={'reload': 'after'}, parameters={'archive_mode': 'on', 'archive_command': 'sleep 1'})
-        reload = harness.systemctl(command, 'patroni.service')
+        reload = harness.systemctl(*command.split(), 'patroni.service')
         assert reload.returncode == 0, reload.stderr
         assert patroni_status(harness).get('tags') == {'reload': 'after'}
         assert harness.show('patroni.service', 'MainPID', 'NRestarts') == {'MainPID': main_pid, 'NRestarts': '0'}
@@ -940,7 +942,7 @@ def test_reload_during_a_stop(harness, command):
         stop = systemctl_in_background(harness, 'stop', 'patroni.service')
         harness.wait_show('patroni.service', lambda s: s['ActiveState'] == 'deactivating', 30, 'stopping',
                           'ActiveState')
-        reload = harness.systemctl(command, 'patroni.service')
+        reload = harness.systemctl(*command.split(), 'patroni.service')
         stopping = harness.show('patroni.service', 'ActiveState')['ActiveState']
         out, err = stop.communicate(timeout=120)
         state = harness.wait_show('patroni.service', lambda s: s['ActiveState'] != 'deactivating', 60, 'stopped',
@@ -951,6 +953,8 @@ def test_reload_during_a_stop(harness, command):
         assert state == {'ActiveState': 'inactive', 'Result': 'success'}, state  # the stop went on either way
         if command == 'reload':
             assert reload.returncode != 0 and stop.returncode == 1 and 'canceled' in err, (reload, err)
+        elif command == 'reload --job-mode=fail':
+            assert reload.returncode != 0 and stop.returncode == 0, (reload, err)
         else:
             assert reload.returncode == 0 and stop.returncode == 0, (reload, err)
     finally:
