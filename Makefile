@@ -27,7 +27,7 @@ deps:
 	  'patroni[$(EXTRAS)]==4.1.5')
 
 test: deps
-	$(VENV)/bin/python -m pytest tests generated/upstream-tests/test_systemd.py generated/upstream-tests/test_postmaster.py
+	$(VENV)/bin/python -m pytest --durations=20 tests generated/upstream-tests/test_systemd.py generated/upstream-tests/test_postmaster.py
 
 # boot a real systemd in private namespaces, start+reload the shipped unit, show status (see README); it needs only
 # PostgreSQL 15 (installed without a cluster) and etcd (unpacked into .cache), not the rest of `make deps`

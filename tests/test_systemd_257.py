@@ -244,12 +244,11 @@ def test_start_returns_while_the_dcs_is_down(tier):
     dcs_outage.check_bounded_start(tier, tier.node, lambda: patroni_status(tier))
 
 
-@pytest.mark.parametrize('change, after_ready', [(True, False), (False, False), (True, True)],
-                         ids=['merged', 'control', 'after-ready'])
+@pytest.mark.parametrize('change, after_ready', [(True, False), (False, False)], ids=['merged', 'control'])
 def test_reload_during_the_wait_is_applied(tier, change, after_ready):
     """A parameter and a tag changed and reloaded while the start waits for etcd (the reload merged into the start
-    job), or after the start returned at the bound, are in effect once etcd is back; the control, without the change,
-    keeps the values (tests/dcs_outage.py)."""
+    job) are in effect once etcd is back; the control, without the change, keeps the values (tests/dcs_outage.py;
+    the reload after the start returned at the bound runs under 252 only, to keep the suite's time)."""
     dcs_outage.check_reload_during_the_wait(tier, tier.node, lambda: patroni_status(tier), change, after_ready)
 
 
