@@ -80,7 +80,9 @@ PYRIGHT_VERSION = 1.1.411
 pr-map: .cache/pyright/node_modules/.bin/pyright
 	test -n "$(UPSTREAM)" || (echo 'make pr-map: set UPSTREAM to a clone of upstream Patroni' >&2; exit 2)
 	mkdir -p docs/results
-	PR_AUTHOR="$(PR_AUTHOR)" PR_OUT="$(PR_OUT)" bench/pr_map.sh $(UPSTREAM) $(or $(REF),HEAD) $(or $(PY),$(PYTHON)) \
+	(echo "series $$(cat $$(sed 's/#.*//' patches/series | awk 'NF{print "patches/"$$1}') | sha256sum | cut -d' ' -f1)" \
+	  "(patroni $$(sed -n 's/^version = //p' upstream.cfg)+$$(sed -n 's/^local_version = //p' upstream.cfg))" && \
+	  PR_AUTHOR="$(PR_AUTHOR)" PR_OUT="$(PR_OUT)" bench/pr_map.sh $(UPSTREAM) $(or $(REF),HEAD) $(or $(PY),$(PYTHON))) \
 	  > docs/results/pr_map.txt.tmp
 	mv docs/results/pr_map.txt.tmp docs/results/pr_map.txt
 	cat docs/results/pr_map.txt
