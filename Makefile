@@ -46,7 +46,9 @@ results: deps
 upstream-suite:
 	test -n "$(UPSTREAM)" || (echo 'make upstream-suite: set UPSTREAM to a clone of upstream Patroni' >&2; exit 2)
 	mkdir -p docs/results
-	bench/upstream_suite.sh $(UPSTREAM) $(or $(REF),HEAD) $(or $(PY),$(PYTHON)) > docs/results/upstream_suite.txt.tmp
+	(echo "series $$(cat $$(sed 's/#.*//' patches/series | awk 'NF{print "patches/"$$1}') | sha256sum | cut -d' ' -f1)" \
+	  "(patroni $$(sed -n 's/^version = //p' upstream.cfg)+$$(sed -n 's/^local_version = //p' upstream.cfg))" && \
+	  bench/upstream_suite.sh $(UPSTREAM) $(or $(REF),HEAD) $(or $(PY),$(PYTHON))) > docs/results/upstream_suite.txt.tmp
 	mv docs/results/upstream_suite.txt.tmp docs/results/upstream_suite.txt
 	cat docs/results/upstream_suite.txt
 
