@@ -7,6 +7,10 @@ SERVICE_USER ?= postgres
 EXTRAS ?= etcd3,psycopg2-binary
 # every pip step is bounded (seconds); tests/deps.sh bounds its apt-get and debootstrap steps the same way
 STEP_TIMEOUT ?= 600
+# the first line of a record in docs/results: the series it is of (sha256 of the patch files of patches/series, in
+# order) and the package version
+SERIES_STAMP = echo "series $$(cat $$(sed 's/\#.*//' patches/series | awk 'NF{print "patches/"$$1}') | sha256sum | \
+  cut -d' ' -f1)" "(patroni $$(sed -n 's/^version = //p' upstream.cfg)+$$(sed -n 's/^local_version = //p' upstream.cfg))"
 PIP = timeout $(STEP_TIMEOUT) $(VENV)/bin/pip install --quiet --disable-pip-version-check
 
 .PHONY: install test deps demo results upstream-suite pr-map deb deb-source rpm test-deb
@@ -46,8 +50,7 @@ results: deps
 upstream-suite:
 	test -n "$(UPSTREAM)" || (echo 'make upstream-suite: set UPSTREAM to a clone of upstream Patroni' >&2; exit 2)
 	mkdir -p docs/results
-	(echo "series $$(cat $$(sed 's/#.*//' patches/series | awk 'NF{print "patches/"$$1}') | sha256sum | cut -d' ' -f1)" \
-	  "(patroni $$(sed -n 's/^version = //p' upstream.cfg)+$$(sed -n 's/^local_version = //p' upstream.cfg))" && \
+	($(SERIES_STAMP) && \
 	  bench/upstream_suite.sh $(UPSTREAM) $(or $(REF),HEAD) $(or $(PY),$(PYTHON))) > docs/results/upstream_suite.txt.tmp
 	mv docs/results/upstream_suite.txt.tmp docs/results/upstream_suite.txt
 	cat docs/results/upstream_suite.txt
@@ -82,8 +85,7 @@ PYRIGHT_VERSION = 1.1.411
 pr-map: .cache/pyright/node_modules/.bin/pyright
 	test -n "$(UPSTREAM)" || (echo 'make pr-map: set UPSTREAM to a clone of upstream Patroni' >&2; exit 2)
 	mkdir -p docs/results
-	(echo "series $$(cat $$(sed 's/#.*//' patches/series | awk 'NF{print "patches/"$$1}') | sha256sum | cut -d' ' -f1)" \
-	  "(patroni $$(sed -n 's/^version = //p' upstream.cfg)+$$(sed -n 's/^local_version = //p' upstream.cfg))" && \
+	($(SERIES_STAMP) && \
 	  PR_AUTHOR="$(PR_AUTHOR)" PR_OUT="$(PR_OUT)" bench/pr_map.sh $(UPSTREAM) $(or $(REF),HEAD) $(or $(PY),$(PYTHON))) \
 	  > docs/results/pr_map.txt.tmp
 	mv docs/results/pr_map.txt.tmp docs/results/pr_map.txt
