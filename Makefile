@@ -8,9 +8,8 @@ EXTRAS ?= etcd3,psycopg2-binary
 # every pip step is bounded (seconds); tests/deps.sh bounds its apt-get and debootstrap steps the same way
 STEP_TIMEOUT ?= 600
 # the first line of a record in docs/results: the series it is of (sha256 of the patch files of patches/series, in
-# order) and the package version
-SERIES_STAMP = echo "series $$(cat $$(sed 's/\#.*//' patches/series | awk 'NF{print "patches/"$$1}') | sha256sum | \
-  cut -d' ' -f1)" "(patroni $$(sed -n 's/^version = //p' upstream.cfg)+$$(sed -n 's/^local_version = //p' upstream.cfg))"
+# order) and the package version; `make test` fails first, in one line, when a record is not of today's series
+SERIES_STAMP = $(PYTHON) patchqueue.py series-stamp
 PIP = timeout $(STEP_TIMEOUT) $(VENV)/bin/pip install --quiet --disable-pip-version-check
 
 .PHONY: install test deps demo results upstream-suite pr-map deb deb-source rpm test-deb
@@ -31,6 +30,7 @@ deps:
 	  'patroni[$(EXTRAS)]==4.1.5')
 
 test: deps
+	$(PYTHON) patchqueue.py records
 	$(VENV)/bin/python -m pytest --durations=20 tests generated/upstream-tests/test_systemd.py generated/upstream-tests/test_postmaster.py
 
 # boot a real systemd in private namespaces, start+reload the shipped unit, show status (see README); it needs only

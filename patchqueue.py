@@ -30,6 +30,8 @@ import tempfile
 from typing import Any, Dict, List, Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+#: which command writes a record of docs/results (by name, without the interpreter suffix); the others: make results
+RECORDED_BY = {'pr_map': 'make pr-map', 'upstream_suite': 'make upstream-suite'}
 SDIST_ENV = 'PATRONI_SDIST'
 GENERATED = ('patroni', 'generated')
 PRISTINE_TAG = 'pristine'
@@ -286,6 +288,40 @@ def stamp_of(pin: Pin, patches: List[str]) -> str:
     return digest.hexdigest()
 
 
+def series_stamp(root: str) -> str:
+    """The first line of every record in docs/results: the series it is of, and the package version.
+
+    The fingerprint is the sha256 of the bytes of the patch files named in patches/series, in that order,
+    concatenated: ``cat $(sed 's/#.*//' patches/series | awk 'NF{print "patches/"$1}') | sha256sum``.
+
+    :param root: the project directory.
+    :returns: ``series <sha256> (patroni <version>)``.
+    """
+    digest = hashlib.sha256()
+    for path in read_series(root):
+        with open(path, 'rb') as f:
+            digest.update(f.read())
+    return 'series {0} (patroni {1})'.format(digest.hexdigest(), Pin(root).package_version)
+
+
+def stale_records(root: str) -> List[str]:
+    """The records of docs/results whose first ``series`` line is not today's series (or that have none).
+
+    :param root: the project directory.
+    :returns: their names, relative to docs/results.
+    """
+    stamp = series_stamp(root)
+    folder = os.path.join(root, 'docs', 'results')
+    stale: List[str] = []
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        if name.endswith('.txt'):
+            with open(os.path.join(folder, name)) as f:
+                lines = [line.rstrip('\n') for line in f if line.startswith('series ')]
+            if lines[:1] != [stamp]:
+                stale.append(name)
+    return stale
+
+
 def read_generated(root: str) -> Optional[Dict[str, Any]]:
     """Read the metadata of the generated tree, if there is one.
 
@@ -474,6 +510,8 @@ def main(argv: List[str]) -> int:
         cmd.add_argument('repo', metavar='DIR')
         if name == 'export':
             cmd.add_argument('--output', help='write the series here instead of patches/')
+    sub.add_parser('series-stamp', help="print the series' fingerprint line of the records in docs/results")
+    sub.add_parser('records', help='fail unless every record in docs/results is of the series in patches/')
     cmd = sub.add_parser('reachable', help='fail unless USER may reach the venv DIR (make install)')
     cmd.add_argument('venv', metavar='DIR')
     cmd.add_argument('user', metavar='USER')
@@ -490,6 +528,16 @@ def main(argv: List[str]) -> int:
                   .format(args.repo, len(read_series(root))))
         elif args.command == 'export':
             print('\n'.join(queue_export(root, args.repo, args.output)))
+        elif args.command == 'series-stamp':
+            print(series_stamp(root))
+        elif args.command == 'records':
+            stale = stale_records(root)
+            if stale:
+                print('the series changed since {0} was recorded: run {1}'.format(
+                    ', '.join('docs/results/' + name for name in stale),
+                    ' and '.join(sorted({RECORDED_BY.get(name.split('-py')[0].split('.')[0], 'make results')
+                                         for name in stale}))), file=sys.stderr)
+                return 1
         elif args.command == 'reachable':
             blocked = unreachable(args.venv, args.user)
             if blocked:

@@ -41,6 +41,8 @@ def main() -> int:
     parser.add_argument('--only', nargs='+', choices=sorted(BENCHES), help='rerun only these')
     args = parser.parse_args()
     os.makedirs(OUT, exist_ok=True)
+    stamp = subprocess.check_output([sys.executable, 'patchqueue.py', 'series-stamp'], cwd=ROOT,
+                                    universal_newlines=True).strip()  # the series each record is of
     for name in args.only or BENCHES:
         print('running ' + ' '.join(BENCHES[name]), flush=True)
         result = subprocess.run(BENCHES[name], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -50,7 +52,8 @@ def main() -> int:
             print('results.py: {0} failed, docs/results.md unchanged: {1}'.format(name, last), file=sys.stderr)
             return 1
         with open(os.path.join(OUT, name + '.txt'), 'w') as f:
-            f.write('$ {0}\n# {1}\n{2}'.format(' '.join(BENCHES[name]), datetime.date.today(), result.stdout))
+            header = '$ {0}\n# {1}\n{2}\n'.format(' '.join(BENCHES[name]), datetime.date.today(), stamp)
+            f.write(header + result.stdout)
     fields = {'machine': '{0} cores, {1}, Python {2}'.format(os.cpu_count(), platform.platform(terse=True),
                                                              platform.python_version())}
     for name in BENCHES:
