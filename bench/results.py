@@ -15,6 +15,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 
 from typing import Dict, List
 
@@ -49,7 +50,11 @@ def main() -> int:
                                 universal_newlines=True)
         if result.returncode != 0:
             last = (result.stderr.strip().splitlines() or ['exit code {0}'.format(result.returncode)])[-1]
-            print('results.py: {0} failed, docs/results.md unchanged: {1}'.format(name, last), file=sys.stderr)
+            errors = os.path.join(tempfile.gettempdir(), 'results-{0}.stderr'.format(name))
+            with open(errors, 'w') as f:
+                f.write(result.stderr)
+            print('results.py: {0} failed, docs/results.md unchanged: {1} (its whole stderr: {2})'.format(
+                name, last, errors), file=sys.stderr)
             return 1
         with open(os.path.join(OUT, name + '.txt'), 'w') as f:
             header = '$ {0}\n# {1}\n{2}\n'.format(' '.join(BENCHES[name]), datetime.date.today(), stamp)

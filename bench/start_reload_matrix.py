@@ -20,7 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'tests'))
 
 import start_reload  # noqa: E402  (tests/ is on sys.path)
-from realparts import ETCD, Workdir  # noqa: E402
+from realparts import ETCD, read_from, Workdir  # noqa: E402
 from systemd_harness import etcd_unit, Systemd  # noqa: E402
 from test_systemd_units import end_postgres, Node, patroni_status  # noqa: E402
 
@@ -48,8 +48,19 @@ def main() -> int:
             for _ in range(args.trials):
                 for cell in start_reload.CELLS:
                     node = nodes[cell[0]]
-                    outcomes[cell].append(start_reload.trial(systemd, cell, node.log, lambda: patroni_status(systemd),
-                                                             lambda: end_postgres(systemd, node)))
+                    offset = os.path.getsize(node.log) if os.path.exists(node.log) else 0
+                    try:
+                        outcomes[cell].append(start_reload.trial(systemd, cell, node.log,
+                                                                 lambda: patroni_status(systemd),
+                                                                 lambda: end_postgres(systemd, node)))
+                    except Exception as e:  # e.g. a stop that does not end: say what the node did, go on
+                        outcomes[cell].append('error')
+                        unit = start_reload.unit_name(cell)
+                        print('{0}: {1!r}\n{2}\n{3}'.format(unit, e, systemd.systemctl('status', unit).stdout,
+                                                            read_from(node.log, offset)[-6000:]), file=sys.stderr)
+                        systemd.systemctl('kill', '--signal=KILL', unit)
+                        end_postgres(systemd, node)
+                        systemd.systemctl('reset-failed', unit)
     finally:
         workdir.cleanup()
     print('systemd 252, `systemctl start; systemctl reload` back to back, {0} trials a cell:'.format(args.trials))

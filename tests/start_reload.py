@@ -14,6 +14,11 @@ without it upstream never sends READY=1. A trial ends in one of three outcomes, 
 - ``killed``: the unit ended by the SIGHUP (ExecMainCode 2 = killed, status 1 = SIGHUP; systemd calls it success);
 - ``lost``: Patroni alive and serving, the reload's SIGHUP still pending and blocked (/proc/PID/status): a Patroni
   that never unblocks it (upstream under ``env --block-signal=HUP``) never applies that reload.
+
+Under Type=simple ``systemctl start`` returns once systemd has forked, before the launcher runs: a SIGHUP can still
+reach the process before ``env`` blocks it, with its default action, whichever Patroni follows. An early-block cell
+of Type=simple may therefore show ``killed`` in a trial or two (seen: 1 of 30), never in most: that window is the
+launcher's, not Patroni's.
 """
 
 import os
@@ -135,11 +140,16 @@ def check(cell: Cell, outcomes: List[str]) -> None:
     if expected == 'killed':
         # a race the bug loses: at least one trial killed, and a survivor applied its reload
         assert 'killed' in outcomes and set(outcomes) <= {'killed', 'applied'}, (cell, outcomes)
+    elif cell[1:] == ('simple', 'early-block'):
+        # the launcher's own window (see the module): killed before env blocked the signal, in a minority of trials
+        assert set(outcomes) <= {expected, 'killed'} and outcomes.count('killed') < outcomes.count(expected), \
+            (cell, outcomes)
     else:
         assert outcomes == [expected] * len(outcomes), (cell, outcomes)
 
 
 def summary(cell: Cell, outcomes: List[str]) -> str:
-    return '{0:<9} Type={1:<7} {2:<12} applied {3:>2}  killed {4:>2}  lost {5:>2}  (n={6}; expected: {7})'.format(
+    errors = outcomes.count('error')  # a trial that ended in none of the three (the benchmark says why)
+    return '{0:<9} Type={1:<7} {2:<12} applied {3:>2}  killed {4:>2}  lost {5:>2}  (n={6}; expected: {7}){8}'.format(
         cell[0], cell[1], cell[2], outcomes.count('applied'), outcomes.count('killed'), outcomes.count('lost'),
-        len(outcomes), EXPECTED[cell])
+        len(outcomes), EXPECTED[cell], '  error {0}'.format(errors) if errors else '')
