@@ -10,8 +10,8 @@
 # `git am -3` (and patches/upstream-only/) and runs them again. It prints each check's result line and counts
 # PytestUnhandledThreadExceptionWarning (a thread of the series dying in a test). Then the same on the base that
 # ships: the pinned sdist (upstream.cfg, verified by `patchqueue.py fetch`), alone and with patches/series, with the
-# two files a release artifact lacks taken from REF at run time (tests/__init__.py, upstream's test helpers, and
-# tox.ini, the flake8/isort settings), in the same venv. Nothing is written outside the
+# three files a release artifact lacks taken from REF at run time (tests/__init__.py, upstream's test helpers;
+# postgres0.yml, the configuration its tests read; tox.ini, the flake8/isort settings), in the same venv. Nothing is written outside the
 # temporary directory, which is removed at the end; `make upstream-suite UPSTREAM=...` writes the output to
 # docs/results/upstream_suite.txt.
 set -euo pipefail
@@ -69,10 +69,11 @@ mkdir "$TMP/base"
 tar -xzf "$SDIST" -C "$TMP/base" --strip-components=1
 git -C "$TMP/up" show "$(git -C "$UPSTREAM" rev-parse "$REF")":tests/__init__.py >"$TMP/base/tests/__init__.py"
 git -C "$TMP/up" show "$(git -C "$UPSTREAM" rev-parse "$REF")":tox.ini >"$TMP/base/tox.ini"
+git -C "$TMP/up" show "$(git -C "$UPSTREAM" rev-parse "$REF")":postgres0.yml >"$TMP/base/postgres0.yml"
 cd "$TMP/base"
 git init --quiet . && git config user.name patroni-sdnotify && git config user.email patroni-sdnotify@localhost
 git add -A && git commit --quiet -m base
-echo "$(basename "$SDIST") (the pinned sdist) + tests/__init__.py and tox.ini of REF, alone:"
+echo "$(basename "$SDIST") (the pinned sdist) + tests/__init__.py, postgres0.yml and tox.ini of REF, alone:"
 checks
 git am --quiet "${series[@]}"  # no -3, no fuzz: exactly as setup.py applies them (git apply)
 echo "$(basename "$SDIST") + patches/series (${#series[@]} patches, applied exactly, as setup.py builds what ships):"
