@@ -10,12 +10,15 @@
 # `git am -3` (and patches/upstream-only/) and runs them again. It prints each check's result line and counts
 # PytestUnhandledThreadExceptionWarning (a thread of the series dying in a test). Nothing is written outside the
 # temporary directory, which is removed at the end; `make upstream-suite UPSTREAM=...` writes the output to
-# docs/results/upstream_suite.txt.
+# docs/results/upstream_suite.txt (upstream_suite-py<version>.txt with PY=).
+# With AMEND=<a diff> (e.g. bench/amend/*.diff: a change to the series proposed for the lead, kept out of patches/),
+# the checks run a third time with that diff applied on top (`git apply`).
 set -euo pipefail
 UPSTREAM=${1:?usage: bench/upstream_suite.sh UPSTREAM [REF] [PYTHON]}
 REF=${2:-HEAD}
 PYTHON=${3:-python3}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
+if [ -n "${AMEND:-}" ]; then AMEND=$(cd "$(dirname "$AMEND")" && pwd)/$(basename "$AMEND"); fi
 T=${SDNOTIFY_STEP_TIMEOUT:-600}
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
@@ -58,3 +61,8 @@ done <"$HERE/patches/series"
 git am --quiet -3 -C1 "${series[@]}" "$HERE"/patches/upstream-only/*.patch
 echo "REF + patches/series (${#series[@]} patches) + patches/upstream-only:"
 checks
+if [ -n "${AMEND:-}" ]; then
+    git apply "$AMEND"
+    echo "REF + patches/series + patches/upstream-only + ${AMEND#"$HERE"/}:"
+    checks
+fi
