@@ -11,14 +11,15 @@
 # PytestUnhandledThreadExceptionWarning (a thread of the series dying in a test). Nothing is written outside the
 # temporary directory, which is removed at the end; `make upstream-suite UPSTREAM=...` writes the output to
 # docs/results/upstream_suite.txt (upstream_suite-py<version>.txt with PY=).
-# With AMEND=<a diff> (e.g. bench/amend/*.diff: a change to the series proposed for the lead, kept out of patches/),
-# the checks run a third time with that diff applied on top (`git apply`).
+# With AMEND="<diff> ..." (bench/amend/*.diff: changes to the series proposed for the series' owner, kept out of
+# patches/), the checks run a third time with those diffs applied on top (`git apply`).
 set -euo pipefail
 UPSTREAM=${1:?usage: bench/upstream_suite.sh UPSTREAM [REF] [PYTHON]}
 REF=${2:-HEAD}
 PYTHON=${3:-python3}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
-if [ -n "${AMEND:-}" ]; then AMEND=$(cd "$(dirname "$AMEND")" && pwd)/$(basename "$AMEND"); fi
+amend=()
+for a in ${AMEND:-}; do amend+=("$(cd "$(dirname "$a")" && pwd)/$(basename "$a")"); done
 T=${SDNOTIFY_STEP_TIMEOUT:-600}
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
@@ -61,8 +62,8 @@ done <"$HERE/patches/series"
 git am --quiet -3 -C1 "${series[@]}" "$HERE"/patches/upstream-only/*.patch
 echo "REF + patches/series (${#series[@]} patches) + patches/upstream-only:"
 checks
-if [ -n "${AMEND:-}" ]; then
-    git apply "$AMEND"
-    echo "REF + patches/series + patches/upstream-only + ${AMEND#"$HERE"/}:"
+if [ "${#amend[@]}" -gt 0 ]; then
+    git apply "${amend[@]}"
+    echo "REF + patches/series + patches/upstream-only + $(for a in "${amend[@]}"; do printf '%s ' "${a#"$HERE"/}"; done):"
     checks
 fi
