@@ -99,7 +99,7 @@ cat >"$venv_dir/bin/$name.tmp" <<EOF
 if [ -e /.sdnotify-root ] && [ -x $PY ]; then
     exec -a "$venv_dir/bin/$name" "$venv_dir/bin/.$name-root" "\$@"
 fi
-ROOT_PYTHON_EXE="$venv_dir/bin/$name" exec "$SELF" "\$@"
+ROOT_PYTHON_SUITE=$SUITE ROOT_PYTHON_EXE="$venv_dir/bin/$name" exec "$SELF" "\$@"
 EOF
 chmod 755 "$venv_dir/bin/$name.tmp"
 mv -f "$venv_dir/bin/$name.tmp" "$venv_dir/bin/$name"
