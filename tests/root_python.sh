@@ -1,11 +1,13 @@
 #!/bin/bash
 # The Python of a Debian root (tests/debian_root.sh), run from outside it: forky's Python 3.14 on this machine.
 #
-#   tests/root_python.sh setup          make the root .cache/$ROOT_PYTHON_SUITE (default forky) if missing, and
-#                                       install in it, once, what a venv of it needs: python3, python3-venv, git (the
-#                                       build's `git apply`), make (test_build.py), ca-certificates (pip's TLS), and
-#                                       PostgreSQL (forky's 18; postgresql-common told to create no cluster, no
-#                                       service started) for the tests that start Patroni; prints the interpreter
+#   tests/root_python.sh setup          make the root .cache/$ROOT_PYTHON_SUITE (default forky) if missing, copy it,
+#                                       once, to .cache/<suite>-python (the systemd tiers boot the suite's root as
+#                                       debian_root.sh makes it) and install there what a venv needs: python3,
+#                                       python3-venv, git (the build's `git apply`), make (test_build.py),
+#                                       ca-certificates (pip's TLS), and PostgreSQL (forky's 18; postgresql-common
+#                                       told to create no cluster, no service started) for the tests that start
+#                                       Patroni; prints the interpreter
 #   tests/root_python.sh ARGS...        run the root's python3 with ARGS, e.g. as PY= of `make pr-map` and
 #                                       `make upstream-suite`, or as PYTHON= of `make install VENV=.venv-py314`
 #
@@ -24,7 +26,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 SELF=$HERE/tests/root_python.sh
 SUITE=${ROOT_PYTHON_SUITE:-forky}
-R=$HERE/.cache/$SUITE
+R=$HERE/.cache/$SUITE-python
 T=${SDNOTIFY_STEP_TIMEOUT:-600}
 PACKAGES='python3 python3-venv git make ca-certificates postgresql'
 DONE=$R/.sdnotify-python
@@ -64,6 +66,11 @@ fi
 if [ "${1:-}" = setup ]; then
     "$HERE/tests/debian_root.sh" "$SUITE" >/dev/null
     if [ ! -f "$DONE" ]; then
+        if [ ! -d "$R" ]; then
+            rm -rf "$R.tmp"
+            cp -a "$HERE/.cache/$SUITE" "$R.tmp"
+            mv "$R.tmp" "$R"
+        fi
         # no cluster made by postgresql-common's postinst, no service started by any (invoke-rc.d asks policy-rc.d)
         mkdir -p "$R/etc/postgresql-common/createcluster.d"
         printf 'create_main_cluster = false\n' >"$R/etc/postgresql-common/createcluster.d/sdnotify.conf"
