@@ -71,13 +71,15 @@ if [ "${1:-}" = setup ]; then
             cp -a "$HERE/.cache/$SUITE" "$R.tmp"
             mv "$R.tmp" "$R"
         fi
+        # Check-Valid-Until=false: the mirror's forky Release file may have expired (seen: "invalid since 30d"),
+        # which debootstrap does not check and apt does; its signature is still checked
         # no cluster made by postgresql-common's postinst, no service started by any (invoke-rc.d asks policy-rc.d)
         mkdir -p "$R/etc/postgresql-common/createcluster.d"
         printf 'create_main_cluster = false\n' >"$R/etc/postgresql-common/createcluster.d/sdnotify.conf"
         printf '#!/bin/sh\nexit 101\n' >"$R/usr/sbin/policy-rc.d"
         chmod 755 "$R/usr/sbin/policy-rc.d"
         unshare --mount --propagation private -- "$SELF" __inside /usr/bin/env DEBIAN_FRONTEND=noninteractive \
-            timeout "$T" sh -c "apt-get update -q >/dev/null && apt-get install -q -y --no-install-recommends \
+            timeout "$T" sh -c "apt-get -o Acquire::Check-Valid-Until=false update -q >/dev/null && apt-get install -q -y --no-install-recommends \
             $PACKAGES >/dev/null" || die "apt-get install $PACKAGES in $R failed"
         rm -f "$R/usr/sbin/policy-rc.d"
         readlink "$R/usr/bin/python3" >"$DONE"

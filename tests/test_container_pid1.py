@@ -201,9 +201,10 @@ def test_sighup_to_pid1_is_a_reload_and_sigterm_stops_cleanly(python, parts):
 PADDING = ('# ' + 'x' * 998 + '\n') * 20000
 
 
-def open_by(pid: int, path: str) -> bool:
-    """Whether *pid* has the file *path* open (compared by device and inode: a process in a chroot names it
-    otherwise)."""
+def parsing(pid: int, path: str) -> bool:
+    """Whether *pid* is in the middle of reading the file *path*: an open file of it (the same device and inode: a
+    process in a chroot names it otherwise) whose offset is past the start and short of the end. That is the YAML
+    parser, which reads it in chunks; Config reads it whole once before (its digest), in one read(2)."""
     want = os.stat(path)
     try:
         fds = os.listdir('/proc/{0}/fd'.format(pid))
@@ -212,9 +213,13 @@ def open_by(pid: int, path: str) -> bool:
     for fd in fds:
         try:
             st = os.stat('/proc/{0}/fd/{1}'.format(pid, fd))
-        except OSError:
+            if (st.st_dev, st.st_ino) != (want.st_dev, want.st_ino):
+                continue
+            with open('/proc/{0}/fdinfo/{1}'.format(pid, fd)) as f:
+                pos = int([line.split()[1] for line in f if line.startswith('pos:')][0])
+        except (OSError, IndexError, ValueError):
             continue
-        if (st.st_dev, st.st_ino) == (want.st_dev, want.st_ino):
+        if 0 < pos < want.st_size:
             return True
     return False
 
@@ -239,22 +244,22 @@ def test_sighup_forwarded_while_the_daemon_starts(request, python, parts, sighup
     container = Container(workdir, bin_dir, path)
     containers.append(container)
 
-    def parsing() -> Optional[int]:
+    def daemon_parsing() -> Optional[int]:
         for pid in descendants(container.pid1):
-            if open_by(pid, slow):
+            if parsing(pid, slow):
                 return pid
         return None
-    daemon = wait_for(parsing, 60, 'the daemon reading its configuration file' + container.tail())
+    daemon = wait_for(daemon_parsing, 60, 'the daemon parsing its configuration file' + container.tail())
     wait_for(lambda: catches(container.pid1, signal.SIGTERM), 10, 'PID 1 forwarding signals (its last handler)')
     os.rename(workdir.file('other.yml', json.dumps(dict(first, tags={'read': 'other'}))), path)
-    assert open_by(daemon, slow), 'the daemon read its file before the test could change it'
+    assert parsing(daemon, slow), 'the daemon parsed its file before the test could change it'
     if sighup:
         switches = int(proc_field(container.pid1, 'voluntary_ctxt_switches') or 0)
         os.kill(container.pid1, signal.SIGHUP)
         # PID 1 woke up, forwarded it (passtochild) and waits again
         wait_for(lambda: int(proc_field(container.pid1, 'voluntary_ctxt_switches') or 0) > switches, 10,
                  'PID 1 to forward the SIGHUP')
-        assert not alive(daemon) or open_by(daemon, slow), \
+        assert not alive(daemon) or parsing(daemon, slow), \
             'the window was missed: the daemon was done with its file before the SIGHUP came'
     expected = {'read': 'other' if sighup else 'first'}
     wait_for(lambda: container.proc.poll() is not None or status(first).get('state') == 'running', 120,
