@@ -99,7 +99,8 @@ class Container(object):
         self.log = os.path.join(workdir.path, 'patroni.log')
         patroni = os.path.join(bin_dir, 'patroni')
         env = {'PATH': '/usr/sbin:/usr/bin:/sbin:/bin', 'LC_ALL': 'C.UTF-8', 'HOME': workdir.path}
-        if bin_dir == BIN:  # the machine's interpreter: a /proc of the namespace, then postgres
+        if not any(name.endswith('-root') for name in os.listdir(bin_dir)):
+            # the machine's interpreter: a /proc of the namespace, then postgres
             cmd = ['unshare', '--pid', '--fork', '--kill-child', '--mount-proc', 'setpriv', '--reuid=postgres',
                    '--regid=postgres', '--clear-groups', '--', patroni, config]
         else:  # a venv of tests/root_python.sh: it mounts the namespace's /proc in the root and becomes postgres
@@ -117,16 +118,22 @@ class Container(object):
     def tail(self) -> str:
         return '\n--- patroni.log:\n' + read_from(self.log)[-3000:]
 
-    def daemon(self, data_dir: str) -> Optional[int]:
-        """The daemon: the parent of the postmaster of *data_dir* (its only process with ``-D``)."""
-        for pid in descendants(self.pid1):
+    def daemon(self, api_port: int) -> Optional[int]:
+        """The daemon: the process of the namespace that listens on the REST API's port (not the postmaster's
+        parent: Patroni starts the postmaster through a process that exits, so that PID 1 adopts it)."""
+        inodes = set()
+        with open('/proc/net/tcp') as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if fields[1].endswith(':{0:04X}'.format(api_port)) and fields[3] == '0A':  # LISTEN
+                    inodes.add('socket:[{0}]'.format(fields[9]))
+        for pid in [self.pid1] + descendants(self.pid1):
             try:
-                with open('/proc/{0}/cmdline'.format(pid), 'rb') as f:
-                    argv = f.read().decode(errors='replace').split('\0')
+                fds = os.listdir('/proc/{0}/fd'.format(pid))
+                if any(os.readlink('/proc/{0}/fd/{1}'.format(pid, fd)) in inodes for fd in fds):
+                    return pid
             except OSError:
                 continue
-            if '-D' in argv and data_dir in argv:
-                return children().get(pid)
         return None
 
     def close(self) -> None:
@@ -171,7 +178,8 @@ def test_sighup_to_pid1_is_a_reload_and_sigterm_stops_cleanly(python, parts):
     containers.append(container)
     wait_for(lambda: status(cfg).get('state') == 'running', 120, 'PostgreSQL running' + container.tail())
     data_dir = cfg['postgresql']['data_dir']  # type: ignore[index]
-    daemon = wait_for(lambda: container.daemon(data_dir), 10, 'the daemon')
+    api_port = int(cfg['restapi']['listen'].rsplit(':', 1)[1])  # type: ignore[index]
+    daemon = wait_for(lambda: container.daemon(api_port), 10, 'the daemon')
     parent = children()[daemon]
     print('{0}: PID 1 is {1}, the daemon {2}, its parent {3}'.format(
         method, container.pid1, daemon, 'PID 1' if parent == container.pid1 else 'another process ({0})'.format(
@@ -187,7 +195,7 @@ def test_sighup_to_pid1_is_a_reload_and_sigterm_stops_cleanly(python, parts):
 
     os.kill(container.pid1, signal.SIGHUP)
     wait_for(lambda: status(cfg).get('tags') == {'reload': 'new'}, 30, 'the reload applied' + container.tail())
-    assert container.daemon(data_dir) == daemon and alive(container.pid1)
+    assert container.daemon(api_port) == daemon and alive(container.pid1)
 
     os.kill(container.pid1, signal.SIGTERM)
     assert container.proc.wait(60) == 0, container.tail()
