@@ -13,7 +13,7 @@
 #
 # Each run is a private mount namespace (`unshare --mount --propagation private`: nothing of it reaches the machine's
 # mounts, and it ends with its last process) in which the root gets /dev, /sys and a /proc of the caller's PID
-# namespace, the machine's /etc/resolv.conf, and, at the same paths, this checkout, the temporary directory ($TMPDIR
+# namespace, the machine's /etc/resolv.conf and CA bundle, and, at the same paths, this checkout, the temporary directory ($TMPDIR
 # or /tmp), $HOME and the working directory (plus ROOT_PYTHON_BIND, space-separated); then `chroot` into it, back to
 # the working directory, same environment. ROOT_PYTHON_USER=name runs the interpreter as that user (chroot
 # --userspec; the root has the machine's postgres user). Needs root (unshare, mount, chroot).
@@ -42,6 +42,10 @@ inside() {
     if [ -f /etc/resolv.conf ]; then
         [ -f "$R/etc/resolv.conf" ] && [ ! -L "$R/etc/resolv.conf" ] || { rm -f "$R/etc/resolv.conf"; : >"$R/etc/resolv.conf"; }
         mount --bind /etc/resolv.conf "$R/etc/resolv.conf"
+    fi
+    # the machine's CA bundle (pip's PIP_CERT; the CA of a TLS proxy on the way is in it, not in the root's)
+    if [ -f /etc/ssl/certs/ca-certificates.crt ] && [ -f "$R/etc/ssl/certs/ca-certificates.crt" ]; then
+        mount --bind /etc/ssl/certs/ca-certificates.crt "$R/etc/ssl/certs/ca-certificates.crt"
     fi
     local d
     for d in "$HERE" "${TMPDIR:-/tmp}" "${HOME:-/root}" "$PWD" ${ROOT_PYTHON_BIND:-}; do

@@ -42,7 +42,9 @@ def interpreters() -> List[pytest.param]:
         version = subprocess.run([os.path.join(bin_dir, 'python'), '-c', 'import multiprocessing, platform; print('
                                   'platform.python_version(), multiprocessing.get_start_method())'],
                                  stdout=subprocess.PIPE, universal_newlines=True, timeout=60, check=True).stdout.split()
-        params.append(pytest.param((bin_dir, pg_bin, version[1]), id='py{0}-{1}'.format(*version)))
+        name = '' if bin_dir == BIN else '-' + os.path.basename(os.path.dirname(bin_dir)).lstrip('.')
+        params.append(pytest.param((bin_dir, pg_bin, version[1]),
+                                   id="py{0}-{1}{2}".format(version[0], version[1], name)))
     return params
 
 
