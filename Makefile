@@ -10,9 +10,14 @@ STEP_TIMEOUT ?= 600
 # the first line of a record in docs/results: the series it is of (sha256 of the patch files of patches/series, in
 # order) and the package version; `make test` fails first, in one line, when a record is not of today's series
 SERIES_STAMP = $(PYTHON) patchqueue.py series-stamp
+# where `make upstream-suite` and `make pr-map` write their record: docs/results/<name>.txt with the machine's
+# /usr/bin/python3 (PY unset), docs/results/<name>-py<version>.txt with PY= (a pyenv interpreter, or
+# tests/root_python.sh: the Python of a Debian root, forky's 3.14); RECORD=<file name> names another file there
+PY_VERSION = $(if $(PY),$(shell $(PY) -c 'import platform; print(platform.python_version())'))
+record = docs/results/$(or $(RECORD),$(1)$(if $(PY_VERSION),-py$(PY_VERSION)).txt)
 PIP = timeout $(STEP_TIMEOUT) $(VENV)/bin/pip install --quiet --disable-pip-version-check
 
-.PHONY: install test deps demo results upstream-suite pr-map deb deb-source rpm test-deb
+.PHONY: install test deps demo results upstream-suite pr-map deb deb-source rpm test-deb test-py314
 
 install:
 	$(eval UNREACHABLE := $(shell $(PYTHON) patchqueue.py reachable $(VENV) $(SERVICE_USER) 2>&1))
@@ -33,6 +38,22 @@ test: deps
 	$(PYTHON) patchqueue.py records
 	$(VENV)/bin/python -m pytest --durations=20 tests generated/upstream-tests/test_systemd.py generated/upstream-tests/test_postmaster.py
 
+# Python 3.14 (Debian forky's), apart from `make test`: on a fresh machine it makes the forky root
+# (tests/debian_root.sh), installs Python and PostgreSQL 18 in it and a venv of it with the patched Patroni
+# (tests/root_python.sh runs that interpreter from outside; README.md), several minutes. Under 3.14: the series' unit
+# tests, test_build.py, and the real-parts tests that need no systemd (PostgreSQL 18 of the root, etcd 3.4); then
+# tests/test_container_pid1.py with the machine's Python (3.11, fork) and 3.14 (forkserver) side by side
+VENV314 = .venv-py314
+PG314 = /usr/lib/postgresql/18/bin
+test-py314: deps
+	tests/root_python.sh setup
+	$(MAKE) install PYTHON=$(CURDIR)/tests/root_python.sh VENV=$(VENV314)
+	timeout $(STEP_TIMEOUT) $(VENV314)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	SDNOTIFY_PG_BIN=$(PG314) $(VENV314)/bin/python -m pytest --durations=10 generated/upstream-tests/test_systemd.py \
+	  generated/upstream-tests/test_postmaster.py tests/test_build.py tests/test_notify_integration.py \
+	  tests/test_reload_wait.py
+	SDNOTIFY_PID1_VENVS=$(VENV314)=$(PG314) $(VENV)/bin/python -m pytest tests/test_container_pid1.py
+
 # boot a real systemd in private namespaces, start+reload the shipped unit, show status (see README); it needs only
 # PostgreSQL 15 (installed without a cluster) and etcd (unpacked into .cache), not the rest of `make deps`
 demo:
@@ -46,14 +67,14 @@ results: deps
 	$(VENV)/bin/python bench/results.py
 
 # upstream's flake8, isort and unit suite on its master, without and with the series (docs/upstreaming.md):
-#   make upstream-suite UPSTREAM=/path/to/a/clone/of/patroni [REF=commit] [PY=python3]
+#   make upstream-suite UPSTREAM=/path/to/a/clone/of/patroni [REF=commit] [PY=python3] [AMEND=diff] [RECORD=name]
 upstream-suite:
 	test -n "$(UPSTREAM)" || (echo 'make upstream-suite: set UPSTREAM to a clone of upstream Patroni' >&2; exit 2)
 	mkdir -p docs/results
-	($(SERIES_STAMP) && \
-	  bench/upstream_suite.sh $(UPSTREAM) $(or $(REF),HEAD) $(or $(PY),$(PYTHON))) > docs/results/upstream_suite.txt.tmp
-	mv docs/results/upstream_suite.txt.tmp docs/results/upstream_suite.txt
-	cat docs/results/upstream_suite.txt
+	($(SERIES_STAMP) && AMEND="$(AMEND)" \
+	  bench/upstream_suite.sh $(UPSTREAM) $(or $(REF),HEAD) $(or $(PY),$(PYTHON))) > $(call record,upstream_suite).tmp
+	mv $(call record,upstream_suite).tmp $(call record,upstream_suite)
+	cat $(call record,upstream_suite)
 
 # distribution packages from the pinned sdist + patches/series (docs/packaging.md), into build/deb and build/rpm:
 # the 3.0 (quilt) source package (here, with dpkg-source), the .deb built in a Debian trixie build root
@@ -76,7 +97,8 @@ test-deb: deps
 # the pull requests: the series cut into one PR per concern (bench/pr_map.sh), upstream's flake8, isort, unit suite and
 # pyright on each prefix, the table of docs/upstreaming.md:
 #   make pr-map UPSTREAM=/path/to/a/clone/of/patroni [REF=commit] [PY=python3] [PR_AUTHOR="Name <address>" PR_OUT=dir]
-# with a real PR_AUTHOR and PR_OUT, the clean commits of each PR are written to PR_OUT/prN-<name>/ (git format-patch)
+# with a real PR_AUTHOR and PR_OUT, the clean commits of each PR are written to PR_OUT/prN-<name>/ (git format-patch);
+# the record says that each PR's export applies to REF with plain `git am`, in order (bench/pr_map.sh)
 PYRIGHT_VERSION = 1.1.411
 .cache/pyright/node_modules/.bin/pyright:
 	mkdir -p .cache/pyright
@@ -87,6 +109,6 @@ pr-map: .cache/pyright/node_modules/.bin/pyright
 	mkdir -p docs/results
 	($(SERIES_STAMP) && \
 	  PR_AUTHOR="$(PR_AUTHOR)" PR_OUT="$(PR_OUT)" bench/pr_map.sh $(UPSTREAM) $(or $(REF),HEAD) $(or $(PY),$(PYTHON))) \
-	  > docs/results/pr_map.txt.tmp
-	mv docs/results/pr_map.txt.tmp docs/results/pr_map.txt
-	cat docs/results/pr_map.txt
+	  > $(call record,pr_map).tmp
+	mv $(call record,pr_map).tmp $(call record,pr_map)
+	cat $(call record,pr_map)

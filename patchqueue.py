@@ -535,7 +535,7 @@ def main(argv: List[str]) -> int:
             if stale:
                 print('the series changed since {0} was recorded: run {1}'.format(
                     ', '.join('docs/results/' + name for name in stale),
-                    ' and '.join(sorted({RECORDED_BY.get(name.split('-py')[0].split('.')[0], 'make results')
+                    ' and '.join(sorted({RECORDED_BY.get(name.split('-')[0].split('.')[0], 'make results')
                                          for name in stale}))), file=sys.stderr)
                 return 1
         elif args.command == 'reachable':

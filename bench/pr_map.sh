@@ -5,7 +5,7 @@
 #   bench/pr_map.sh UPSTREAM [REF] [PYTHON]
 #
 # UPSTREAM: a clone of upstream Patroni (work tree or bare); REF: its commit (default HEAD); PYTHON: the interpreter of
-# the venvs (default python3). In a temporary clone it applies the series with `git am -3`, PR after PR (the map is
+# the venvs (default python3). In a temporary clone it applies the series with `git am`, PR after PR (the map is
 # PRS below; a patch of patches/upstream-only/, upstream's docs/ and extras/, goes with the PR marked "+docs:<its
 # number>"), turns each patch into a clean upstream commit (the DEP-3 fields Forwarded:, Last-Update:, Origin:,
 # Applied-Upstream: dropped,
@@ -20,6 +20,12 @@
 # under .invalid, .example, .test or localhost is no one's: the checks still run, with that placeholder in the
 # temporary clone only, but nothing is written out. With a real author and PR_OUT=dir, each PR's commits are written
 # as `git format-patch` files to dir/prN-<name>/, ready to push or mail.
+#
+# Each patch is applied with plain `git am` first, and with `git am -3 -C1` only if that fails (the patches are made
+# on the 4.1.5 sdist, whose blobs are not in upstream's history); the record names the patches that needed it. The
+# PR branches are the commits made on REF (rebased): each PR's `git format-patch` export (what PR_OUT receives) is
+# checked at the end to apply to REF with plain `git am` (no -3, no -C), PR after PR in order, in a second work tree,
+# ending on the very tree the checks ran on.
 set -euo pipefail
 UPSTREAM=${1:?usage: bench/pr_map.sh UPSTREAM [REF] [PYTHON]}
 REF=${2:-HEAD}
@@ -28,6 +34,7 @@ HERE=$(cd "$(dirname "$0")/.." && pwd)
 T=${SDNOTIFY_STEP_TIMEOUT:-600}
 PYRIGHT=${PYRIGHT:-$HERE/.cache/pyright/node_modules/.bin/pyright}
 PR_PYRIGHT=${PR_PYRIGHT:-yes}  # no: skip pyright (it checks for pyrightconfig.json's pythonVersion, not PYTHON's)
+PR_CHECKS=${PR_CHECKS:-yes}  # no: only apply, export and check the exports (seconds): no venv, no checks
 
 # name|patch numbers (a range of patches/series)|concern; in series order, each PR on top of the previous ones
 PRS=(
@@ -58,7 +65,7 @@ if [ "$real_author" = no ]; then
     author='nobody <nobody@invalid>'
     [ -z "${PR_OUT:-}" ] || { echo "pr_map: PR_OUT needs a real author" >&2; exit 2; }
 fi
-[ "$PR_PYRIGHT" = no ] || [ -x "$PYRIGHT" ] || { echo "pr_map: no pyright at $PYRIGHT (npm install pyright@1.1.411 in .cache/pyright)" >&2; exit 2; }
+[ "$PR_PYRIGHT" = no ] || [ "$PR_CHECKS" = no ] || [ -x "$PYRIGHT" ] || { echo "pr_map: no pyright at $PYRIGHT (npm install pyright@1.1.411 in .cache/pyright)" >&2; exit 2; }
 
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
@@ -70,6 +77,9 @@ git config user.name "$aname" && git config user.email "$aemail"
 base=$(git rev-parse HEAD)
 
 PIP="timeout --foreground $T"
+if [ "$PR_CHECKS" = no ]; then
+    echo "upstream $(git log -1 --format='%H (%s)'), PR_CHECKS=no: the PRs applied and exported, no checks run"
+else
 "$PYTHON" -m venv "$TMP/venv" && "$PYTHON" -m venv "$TMP/venv-pyright"
 for v in venv venv-pyright; do
     $PIP "$TMP/$v/bin/pip" install --quiet --disable-pip-version-check --upgrade pip >/dev/null
@@ -82,12 +92,14 @@ $PIP "$TMP/venv-pyright/bin/pip" install --quiet --disable-pip-version-check -r 
 
 echo "upstream $(git log -1 --format='%H (%s)'), python $("$TMP/venv/bin/python" -c \
     'import platform; print(platform.python_version())'), $("$PYRIGHT" --version)"
+fi
 echo
 echo "| PR | patches | concern | commits | flake8 | isort | pytest | pyright |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
 
 checks() {  # the cells of one row
     local f8 is py pr out
+    if [ "$PR_CHECKS" = no ]; then echo "not run | not run | not run | not run"; return; fi
     if "$TMP/venv/bin/python" -m flake8 --config tox.ini patroni tests >"$TMP/flake8" 2>&1; then f8=clean
     else f8="$(wc -l <"$TMP/flake8") findings"; fi
     if "$TMP/venv/bin/python" -m isort --settings-path tox.ini --check-only patroni tests >"$TMP/isort" 2>&1; then
@@ -113,6 +125,7 @@ clean_message() {
 }
 
 echo "| master | | | | $(checks) |"
+fuzzy=()
 mapfile -t series < <(grep -v -e '^#' -e '^$' "$HERE/patches/series" | awk '{print $1}')
 n=0
 for pr in "${PRS[@]}"; do
@@ -131,7 +144,12 @@ for pr in "${PRS[@]}"; do
                                    range="$range + upstream-only $docs" ;; esac
     start=$(git rev-parse HEAD)
     for f in "${files[@]}"; do
-        git am --quiet -3 -C1 "$f"
+        if ! git am --quiet "$f" >/dev/null 2>&1; then
+            git am --abort
+            git am --quiet -3 -C1 "$f"
+            rel=${f#"$HERE"/patches/}
+            fuzzy+=("${rel%%-*}")
+        fi
         GIT_COMMITTER_NAME="$aname" GIT_COMMITTER_EMAIL="$aemail" \
             git commit --quiet --amend --author="$author" -F <(clean_message)
     done
@@ -139,11 +157,34 @@ for pr in "${PRS[@]}"; do
         echo "pr_map: a DEP-3 field is left in $name" >&2; exit 1
     fi
     echo "| $n $name | $range | $concern | $(git rev-list --count "$start..HEAD") | $(checks) |"
+    git format-patch --quiet --zero-commit --no-signature --full-index -o "$TMP/out/pr$n-$name" "$start..HEAD"
     if [ -n "${PR_OUT:-}" ]; then
-        mkdir -p "$PR_OUT/pr$n-$name"
-        git format-patch --quiet --zero-commit --no-signature --full-index -o "$PR_OUT/pr$n-$name" "$start..HEAD"
+        mkdir -p "$PR_OUT"
+        cp -r "$TMP/out/pr$n-$name" "$PR_OUT/"
     fi
 done
 echo
 echo "$(git rev-list --count "$base..HEAD") commits on $(git rev-parse --short "$base"), authored by" \
     "$([ "$real_author" = yes ] && echo "$author" || echo 'a placeholder (no PR_AUTHOR): nothing written')"
+echo
+echo "patches that plain \`git am\` did not apply on $(git rev-parse --short "$base"), applied with \`git am -3 -C1\`:" \
+    "${fuzzy[*]:-none}"
+# the PR branches as exported: plain `git am` of each PR's format-patch files on REF, PR after PR
+git worktree add --quiet --detach "$TMP/plain" "$base"
+results=()
+for i in $(seq 1 "$n"); do
+    dir=$(echo "$TMP/out/pr$i-"*)
+    if git -C "$TMP/plain" am --quiet "$dir"/*.patch >/dev/null 2>&1; then
+        results+=("PR $i applies ($(find "$dir" -name '*.patch' | wc -l) commits)")
+    else
+        results+=("PR $i FAILS")
+        git -C "$TMP/plain" am --abort
+        break
+    fi
+done
+same=no
+[ "$(git -C "$TMP/plain" rev-parse 'HEAD^{tree}')" = "$(git rev-parse 'HEAD^{tree}')" ] && same=yes
+echo "each PR's exported patches (git format-patch of its commits above) on $(git rev-parse --short "$base") with" \
+    "plain \`git am\` (no -3, no -C), in order: $(IFS=,; echo "${results[*]}" | sed 's/,/, /g'); the tree at the" \
+    "end is the one checked after PR $n: $same"
+[ "$same" = yes ]

@@ -11,14 +11,18 @@
 # PytestUnhandledThreadExceptionWarning (a thread of the series dying in a test). Then the same on the base that
 # ships: the pinned sdist (upstream.cfg, verified by `patchqueue.py fetch`), alone and with patches/series, with the
 # three files a release artifact lacks taken from REF at run time (tests/__init__.py, upstream's test helpers;
-# postgres0.yml, the configuration its tests read; tox.ini, the flake8/isort settings), in the same venv. Nothing is written outside the
-# temporary directory, which is removed at the end; `make upstream-suite UPSTREAM=...` writes the output to
-# docs/results/upstream_suite.txt.
+# postgres0.yml, the configuration its tests read; tox.ini, the flake8/isort settings), in the same venv. Nothing is
+# written outside the temporary directory, which is removed at the end; `make upstream-suite UPSTREAM=...` writes the output to
+# docs/results/upstream_suite.txt (upstream_suite-py<version>.txt with PY=).
+# With AMEND="<diff> ..." (bench/amend/*.diff: changes to the series proposed for the series' owner, kept out of
+# patches/), the checks run a third time with those diffs applied on top (`git apply`).
 set -euo pipefail
 UPSTREAM=${1:?usage: bench/upstream_suite.sh UPSTREAM [REF] [PYTHON]}
 REF=${2:-HEAD}
 PYTHON=${3:-python3}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
+amend=()
+for a in ${AMEND:-}; do amend+=("$(cd "$(dirname "$a")" && pwd)/$(basename "$a")"); done
 T=${SDNOTIFY_STEP_TIMEOUT:-600}
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
@@ -61,6 +65,11 @@ done <"$HERE/patches/series"
 git am --quiet -3 -C1 "${series[@]}" "$HERE"/patches/upstream-only/*.patch
 echo "REF + patches/series (${#series[@]} patches) + patches/upstream-only:"
 checks
+if [ "${#amend[@]}" -gt 0 ]; then
+    git apply "${amend[@]}"
+    echo "REF + patches/series + patches/upstream-only + $(for a in "${amend[@]}"; do printf '%s ' "${a#"$HERE"/}"; done):"
+    checks
+fi
 
 # the shipped base: pristine sdist + series, upstream's test helpers from REF (a release artifact has no
 # tests/__init__.py, so upstream's test files cannot run from it alone)

@@ -24,7 +24,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ETCD = os.path.join(ROOT, '.cache', 'etcd', 'usr', 'bin', 'etcd')
-PG_BIN = '/usr/lib/postgresql/15/bin'
+# Debian's PostgreSQL 15 on this machine; SDNOTIFY_PG_BIN names another (make test-py314: forky's 18, in its root)
+PG_BIN = os.environ.get('SDNOTIFY_PG_BIN') or '/usr/lib/postgresql/15/bin'
 BIN = os.path.dirname(sys.executable)
 # Debian's python3-systemd, unpacked by tests/deps.sh: what upstream 4.1.5 needs to notify systemd at all
 PYTHON_SYSTEMD = os.path.join(ROOT, '.cache', 'python3-systemd', 'usr', 'lib', 'python3', 'dist-packages')

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from realparts import Etcd, NotifyListener, paced, Patroni, sighup_safe, wait_for, Workdir
+from realparts import Etcd, NotifyListener, paced, Patroni, PG_BIN, sighup_safe, wait_for, Workdir
 
 pytestmark = pytest.mark.slow
 
@@ -76,7 +76,7 @@ def test_sequence_ready_after_first_cycle_and_children_never_see_the_socket(node
     dump = '#!/bin/sh\nenv > {0}/$(basename $0)-$1.env\n'.format(workdir.path)
     callback = workdir.file('callback', dump, 0o755)
     bootstrap = workdir.file('bootstrap', dump.replace('-$1', '') + 'for a; do case "$a" in --datadir=*) '
-                             'd="${a#--datadir=}";; esac; done\nexec /usr/lib/postgresql/15/bin/initdb -D "$d" '
+                             'd="${a#--datadir=}";; esac; done\nexec ' + PG_BIN + '/initdb -D "$d" '
                              '-U postgres >/dev/null\n', 0o755)
     n = node(extra={'bootstrap': {'method': 'custom', 'custom': {'command': bootstrap}},
                     'postgresql': {'callbacks': {'on_start': callback, 'on_stop': callback}}})

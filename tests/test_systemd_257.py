@@ -1,7 +1,8 @@
-"""The second tier: systemd 257 from a Debian trixie root (tests/debian_root.sh), PID 1 of its own namespaces like the
-252 harness, running the shipped unit with the Type=notify-reload drop-in, made strict (``ExecReload=`` emptied: what
-the Debian package's units for trixie are); test_portable_dropin_reloads and test_reload_barrier run it as shipped
-too (the unit's ExecReload= kept).
+"""The second tier: systemd 257 from a Debian trixie root and systemd 262 from a Debian forky root
+(tests/debian_root.sh), each booted once for the module's tests (the ``tier`` fixture's parameter), PID 1 of its own
+namespaces like the 252 harness, running the shipped unit with the Type=notify-reload drop-in, made strict
+(``ExecReload=`` emptied: what the Debian package's units for trixie are); test_portable_dropin_reloads and
+test_reload_barrier run it as shipped too (the unit's ExecReload= kept).
 
 Under notify-reload systemd sends the SIGHUP itself and ``systemctl reload`` returns only when the service has
 answered RELOADING=1 ... READY=1; a service that never answers hangs it (upstream #3594). The claims: it returns once
@@ -23,7 +24,8 @@ from test_systemd_units import (barrier_held, end_postgres, exposure, KILL_RELOA
 
 pytestmark = pytest.mark.slow
 
-SUITE = 'trixie'
+# the suites whose systemd the tier boots, and the systemd each has (checked against the booted one)
+SUITES = {'trixie': 257, 'forky': 262}
 RELOADS = int(os.environ.get('SDNOTIFY_RELOADS', '10'))
 # generous: what the patch set gives is ~1 s (bench/notify_reload.py), a hang is forever
 RELOAD_BOUND = 30
@@ -34,9 +36,9 @@ CYCLE = 'no action. I am (node1), the leader with the lock'
 STRICT = '[Service]\nExecReload=\n'
 
 
-@pytest.fixture(scope='module')
-def tier():
-    root, version = debian_root(SUITE)
+@pytest.fixture(scope='module', params=sorted(SUITES))
+def tier(request):
+    root, version = debian_root(request.param)
     workdir = Workdir(HARNESS_WORK)  # not under /tmp: test_reload_returns_once_applied[hardened] has PrivateTmp=yes
     node = Node(workdir, 'patched')
     host = '/host'
@@ -58,7 +60,9 @@ def tier():
         dropins.update({unit + '.d/host.conf': host_dropin(), unit + '.d/log.conf': log_dropin(host + unit_node.log),
                         unit + '.d/notify-reload.conf': shipped('notify-reload.conf'), unit + '.d/strict.conf': STRICT})
     with Systemd(workdir.path, units, dropins, root=root) as systemd:
-        assert systemd.systemctl('--version').stdout.startswith('systemd 257'), version
+        booted = systemd.systemctl('--version').stdout.splitlines()[0]
+        assert booted == version and booted.startswith('systemd {0} '.format(SUITES[request.param])), (booted, version)
+        systemd.systemd_name = 'systemd {0}'.format(SUITES[request.param])
         result = systemd.systemctl('start', 'etcd.service')
         assert result.returncode == 0, result.stderr
         systemd.node, systemd.prompt, systemd.upstream = node, prompt, upstream
@@ -104,9 +108,9 @@ def reloads(tier, sandbox):
         state = tier.show('patroni.service', 'ActiveState', 'SubState', 'MainPID', 'NRestarts')
         assert state == {'ActiveState': 'active', 'SubState': 'running', 'MainPID': main_pid, 'NRestarts': '0'}
         blocked.sort()
-        print('systemd 257, notify-reload, {3}: `systemctl reload` blocked {0:.2f} s median, {1:.2f} s max ({2} '
+        print('{4}, notify-reload, {3}: `systemctl reload` blocked {0:.2f} s median, {1:.2f} s max ({2} '
               'reloads)'
-              .format(blocked[len(blocked) // 2], blocked[-1], len(blocked), sandbox))
+              .format(blocked[len(blocked) // 2], blocked[-1], len(blocked), sandbox, tier.systemd_name))
 
 
 def test_reload_is_prompt_and_upstream_is_not(tier):
@@ -132,19 +136,22 @@ def test_reload_is_prompt_and_upstream_is_not(tier):
                 assert patroni_status(tier).get('tags') == {'reload': str(i)}, (unit, i, node.tail())
         finally:
             tier.systemctl('stop', unit)
-    print('systemd 257, notify-reload, loop_wait 10, reload right after a cycle: `systemctl reload` blocked (s) '
-          'patched {0}, upstream {1}'.format(*(['{0:.2f}'.format(t) for t in blocked[u]] for u in sorted(blocked))))
+    print('{2}, notify-reload, loop_wait 10, reload right after a cycle: `systemctl reload` blocked (s) '
+          'patched {0}, upstream {1}'.format(*[['{0:.2f}'.format(t) for t in blocked[u]] for u in sorted(blocked)]
+                                             + [tier.systemd_name]))
     assert max(blocked['patroni-prompt.service']) < 3, blocked
     assert min(blocked['patroni-upstream.service']) > 5, blocked
 
 
+@pytest.mark.parametrize('suite', sorted(SUITES))
 @pytest.mark.parametrize('name', ['patroni.service', 'patroni@.service'])
-def test_hardening_dropin_rates_at_most_2_on_257(tmp_path, name):
-    """The same offline rating by systemd 257's systemd-analyze (the trixie root's, in a chroot)."""
-    root = debian_root(SUITE)[0]
+def test_hardening_dropin_rates_at_most_2_on_257(tmp_path, name, suite):
+    """The same offline rating by systemd 257's and 262's systemd-analyze (the trixie and forky roots', in a
+    chroot)."""
+    root = debian_root(suite)[0]
     before, after = exposure(tmp_path, name, dropin=False, chroot=root), exposure(tmp_path, name, chroot=root)
-    print('systemd-analyze security --offline=true (systemd 257): {0} {1} alone, {2} with hardening.conf'.format(
-        name, before, after))
+    print('systemd-analyze security --offline=true (systemd {3}): {0} {1} alone, {2} with hardening.conf'.format(
+        name, before, after, SUITES[suite]))
     assert after <= 2.0 < before, (before, after)
 
 
@@ -224,7 +231,7 @@ def test_reload_barrier(tier, variant):
             kind = tier.show('patroni.service', 'Type')['Type']
             assert kind == ('notify' if variant == 'former' else 'notify-reload'), kind
             outcomes = reload_trials(tier, 'patroni.service', tier.node, hold_patroni=variant == 'former')
-        print('systemd 257, {0}: {1}'.format(variant, summary(outcomes)))
+        print('{2}, {0}: {1}'.format(variant, summary(outcomes), tier.systemd_name))
         if variant == 'former':
             assert all(o['early'] for o in outcomes if o['slow']), outcomes
         else:
@@ -259,7 +266,8 @@ def test_ready_does_not_undo_another_process_stopping(tier):
 
 @pytest.mark.parametrize('control', [False, True], ids=['claimed', 'control'])
 def test_postmaster_with_notify_socket_does_not_stop_the_unit(tier, control):
-    """systemd 257: Patroni's NOTIFYACCESS=main makes it ignore the STOPPING=1 of a postmaster that has NOTIFY_SOCKET
-    under NotifyAccess=all; the control, without SYSTEMD_EXEC_PID, is stopped by it (tests/notify_access.py)."""
+    """systemd 257 and 262: Patroni's NOTIFYACCESS=main makes it ignore the STOPPING=1 of a postmaster that has
+    NOTIFY_SOCKET under NotifyAccess=all; the control, without SYSTEMD_EXEC_PID, is stopped by it
+    (tests/notify_access.py)."""
     notify_access.check_postmaster_with_notify_socket(tier, tier.node, lambda: patroni_status(tier), end_postgres,
                                                       claims=not control, control=control)
