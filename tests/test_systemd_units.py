@@ -471,10 +471,9 @@ def test_status_shows_the_role(harness):
         harness.systemctl('stop', 'patroni.service')
 
 
-@pytest.mark.parametrize('unit_harness', SANDBOXES, indirect=True)
-def test_watchdog_restarts_a_hung_patroni(unit_harness):
-    """Opt-in WatchdogSec=: pings come from the HA loop; a loop that stops cycling gets Patroni restarted."""
-    harness = unit_harness
+def test_watchdog_restarts_a_hung_patroni(harness):
+    """Opt-in WatchdogSec=: pings come from the HA loop; a loop that stops cycling gets Patroni restarted (under
+    hardening.conf: test_watchdog_restarts_patroni_whose_ha_loop_hangs_while_it_lives)."""
     node = harness.patched
     node.write()
     offset = len(node.output())
@@ -624,10 +623,13 @@ def leader_running(harness, node):
              and patroni_status(harness).get('role') == 'primary', 60, 'PostgreSQL running as primary\n' + node.tail())
 
 
-def test_watchdog_restarts_patroni_whose_ha_loop_hangs_while_it_lives(harness):
+@pytest.mark.parametrize('unit_harness', ['hardened'], indirect=True)
+def test_watchdog_restarts_patroni_whose_ha_loop_hangs_while_it_lives(unit_harness):
     """WatchdogSec=: the pings come from the HA loop, not from any thread. A leader that loses the DCS demotes
     itself inside the HA cycle; a before_stop script that never returns hangs that cycle while the REST API still
-    answers: systemd restarts Patroni."""
+    answers: systemd restarts Patroni. Under hardening.conf: the watchdog's restart of a sandboxed Patroni (the
+    shipped unit as it is: test_watchdog_restarts_a_hung_patroni)."""
+    harness = unit_harness
     node = harness.patched
     node.write(before_stop='/bin/sleep 1000')
     path = dropin(harness, 'watchdog.conf', '[Service]\nWatchdogSec=15\nTimeoutAbortSec=2\nRestartSec=1\n')
