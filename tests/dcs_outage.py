@@ -52,8 +52,9 @@ def check_bounded_start(harness, node, status, watchdog=0):
     """See the module's docstring. *harness*: a booted systemd with ``etcd.service`` and ``patroni.service`` for
     *node*; *status*: the node's REST status (``GET /patroni``). With *watchdog* (seconds), the unit has that
     ``WatchdogSec=``: systemd arms it at READY=1, while Patroni still waits for etcd and its HA loop has yet to run;
-    for three times that long it must be neither killed nor restarted (the watchdog test of test_systemd_units.py is
-    the positive control: a loop that stops cycling is restarted)."""
+    for twice that long (a watchdog that is not fed kills at ``WatchdogSec=``, aborts within ``TimeoutAbortSec=2``)
+    it must be neither killed nor restarted (the watchdog test of test_systemd_units.py is the positive control: a
+    loop that stops cycling is restarted)."""
     with open(os.path.join(harness.units, TARGET), 'w') as f:
         f.write('[Unit]\nDescription=what multi-user.target is to an enabled patroni.service\n'
                 'Wants=patroni.service\nAfter=patroni.service\n')
@@ -77,8 +78,8 @@ def check_bounded_start(harness, node, status, watchdog=0):
         assert state['StatusText'].startswith('waiting for DCS'), state
         assert 'waiting for DCS' in harness.systemctl('status', 'patroni.service').stdout
         assert harness.show(TARGET, 'ActiveState') == {'ActiveState': 'active'}
-        deadline = time.monotonic() + 3 * watchdog
-        while time.monotonic() < deadline:  # the span a watchdog would need to kill it, three times over
+        deadline = time.monotonic() + 2 * watchdog
+        while time.monotonic() < deadline:  # the span a watchdog would need to kill it, twice over
             now = harness.show('patroni.service', 'ActiveState', 'NRestarts', 'MainPID')
             assert now == {'ActiveState': 'active', 'NRestarts': '0', 'MainPID': state['MainPID']}, now
             time.sleep(0.5)  # the pace of the look, not a synchronisation

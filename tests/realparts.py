@@ -8,6 +8,7 @@ import base64
 import json
 import os
 import pwd
+import random
 import re
 import shutil
 import signal
@@ -20,7 +21,7 @@ import time
 import urllib.error
 import urllib.request
 
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ETCD = os.path.join(ROOT, '.cache', 'etcd', 'usr', 'bin', 'etcd')
@@ -99,11 +100,72 @@ def sighup_safe(pid: int) -> bool:
     return any(int(value, 16) & 1 for value in masks.values())
 
 
+def ephemeral_ports() -> Tuple[int, int]:
+    """The kernel's ephemeral port range (net.ipv4.ip_local_port_range): where every bind to port 0 and every
+    outgoing connection of the machine takes its local port."""
+    with open('/proc/sys/net/ipv4/ip_local_port_range') as f:
+        low, high = f.read().split()
+    return int(low), int(high)
+
+
+# the ports free_port() gave out in this process
+_GIVEN: Set[int] = set()
+
+
+def mapped(pid: int, library: str) -> bool:
+    """Whether a file whose path holds *library* is mapped into *pid* (/proc/PID/maps)."""
+    try:
+        with open('/proc/{0}/maps'.format(pid)) as f:
+            return library in f.read()
+    except OSError:
+        return False
+
+
+# PyYAML's C extension: a dependency that Patroni imports to read its configuration file, before it can start
+DEPENDENCY = '/yaml/_yaml.'
+
+
+def sighup_handler_order(proc: 'subprocess.Popen[bytes]', timeout: float = 30) -> str:
+    """Watch the process *proc* (just exec'd: Popen returns once the exec succeeded) until a SIGHUP is no longer
+    fatal to it (:func:`sighup_safe`), and tell whether that came before it loaded :data:`DEPENDENCY`:
+    ``'early'`` (seen safe, then the library seen not mapped yet), ``'late'`` (the library seen mapped, then the
+    signal seen still fatal) or ``'unknown'`` (both first seen together: this watcher was not scheduled between them).
+    """
+    deadline = time.monotonic() + timeout
+    late = False
+    while True:
+        loaded = mapped(proc.pid, DEPENDENCY)
+        safe = sighup_safe(proc.pid)
+        if safe:
+            return 'late' if late else 'unknown' if mapped(proc.pid, DEPENDENCY) else 'early'
+        late = late or loaded
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError('no SIGHUP handler within {0} s (exit code {1})'.format(timeout, proc.poll()))
+        time.sleep(0.0002)
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nothing listens on right now, outside the ephemeral range (:func:`ephemeral_ports`)
+    and never given before by this process.
+
+    The port cannot stay bound here: a daemon (etcd, Patroni, PostgreSQL) binds it later. Meanwhile a port of the
+    ephemeral range could be taken by any bind to port 0 or outgoing connection of the machine, where other tests
+    run beside these; outside it, only by a program that picks that very port (:class:`Etcd` then starts again).
+    """
+    low, high = ephemeral_ports()
+    ports = [p for p in range(10000, 65536) if not low <= p <= high]
+    assert len(ports) > 1000, 'the ephemeral port range {0}-{1} leaves too few ports for the tests'.format(low, high)
+    while True:
+        port = random.choice(ports)
+        if port in _GIVEN:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(('127.0.0.1', port))
+            except OSError:
+                continue
+        _GIVEN.add(port)
+        return port
 
 
 def http_json(url: str, body: Optional[Dict[str, Any]] = None, timeout: float = 2) -> Any:
@@ -184,15 +246,25 @@ class Etcd(object):
     """One etcd 3.4 member on loopback."""
 
     def __init__(self, workdir: str) -> None:
-        self.port, peer = free_port(), free_port()
-        self.url = 'http://127.0.0.1:{0}'.format(self.port)
-        peer_url = 'http://127.0.0.1:{0}'.format(peer)
-        self.log = open(os.path.join(workdir, 'etcd.log'), 'w')
-        self.proc = subprocess.Popen([ETCD, '--name', 'it', '--data-dir', os.path.join(workdir, 'etcd'),
-                                      '--listen-client-urls', self.url, '--advertise-client-urls', self.url,
-                                      '--listen-peer-urls', peer_url, '--initial-advertise-peer-urls', peer_url,
-                                      '--initial-cluster', 'it=' + peer_url], stdout=self.log, stderr=self.log)
-        wait_for(lambda: (http_json(self.url + '/health') or {}).get('health') == 'true', 30, 'etcd health')
+        """Start etcd on two ports of :func:`free_port`; on other ports again if one was taken meanwhile."""
+        for attempt in range(3):
+            self.port, peer = free_port(), free_port()
+            self.url = 'http://127.0.0.1:{0}'.format(self.port)
+            peer_url = 'http://127.0.0.1:{0}'.format(peer)
+            log_path = os.path.join(workdir, 'etcd.log')
+            self.log = open(log_path, 'w')
+            data = os.path.join(workdir, 'etcd')
+            shutil.rmtree(data, ignore_errors=True)
+            self.proc = subprocess.Popen([ETCD, '--name', 'it', '--data-dir', data,
+                                          '--listen-client-urls', self.url, '--advertise-client-urls', self.url,
+                                          '--listen-peer-urls', peer_url, '--initial-advertise-peer-urls', peer_url,
+                                          '--initial-cluster', 'it=' + peer_url], stdout=self.log, stderr=self.log)
+            wait_for(lambda: self.proc.poll() is not None
+                     or (http_json(self.url + '/health') or {}).get('health') == 'true', 30, 'etcd health')
+            if self.proc.poll() is None:
+                return
+            self.log.close()
+            assert 'address already in use' in read_from(log_path) and attempt < 2, read_from(log_path)[-2000:]
 
     def get(self, key: str) -> Optional[str]:
         """The value of *key*, or ``None``."""
@@ -342,6 +414,23 @@ class Patroni(object):
                 os.kill(pid, signal.SIGQUIT)
             except OSError:
                 pass
+
+
+def sequence_error(names: List[str], stopped: bool = True) -> str:
+    """What is wrong with *names* (:meth:`NotifyListener.names`) as the sequence systemd expects: ``READY=1`` first,
+    then ``RELOADING=1`` and ``READY=1`` strictly alternating, ending with ``READY=1``; then, with *stopped*, one
+    ``STOPPING=1`` last (without it, none). ``''`` if nothing is."""
+    body = list(names)
+    if stopped:
+        if not body or body.pop() != 'STOPPING=1':
+            return 'not ended by STOPPING=1: {0}'.format(names)
+    for i, name in enumerate(body):
+        expected = 'RELOADING=1' if i % 2 else 'READY=1'
+        if name != expected:
+            return '{0} at {1}, where {2} must come: {3}'.format(name, i, expected, names)
+    if not body or body[-1] != 'READY=1':
+        return 'a RELOADING=1 not answered by READY=1, or no READY=1 at all: {0}'.format(names)
+    return ''
 
 
 def paced(count: int, interval: float) -> Iterator[int]:

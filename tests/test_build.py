@@ -60,9 +60,47 @@ def series():
     return [os.path.basename(p) for p in patchqueue.read_series(ROOT)]
 
 
-def test_installed_version():
+def patched_files():
+    """The files of the package (``patroni/...``) that the series changes or adds (its patches' ``+++ b/`` lines)."""
+    files = set()
+    for path in patchqueue.read_series(ROOT):
+        with open(path) as f:
+            files.update(line[6:].strip() for line in f if line.startswith('+++ b/patroni/'))
+    return sorted(files)
+
+
+def as_pristine(tree, sdist):
+    """The files of :func:`patched_files` that are in *tree* (a directory holding ``patroni/``) as in the pristine
+    sdist, byte for byte (or missing in both): none in a patched tree, all of them in a pristine one."""
+    same = []
+    with tarfile.open(sdist) as tar:
+        for name in patched_files():
+            try:
+                pristine = tar.extractfile('patroni-{0}/{1}'.format(PIN.version, name)).read()
+            except KeyError:
+                pristine = None
+            path = os.path.join(tree, name)
+            built = open(path, 'rb').read() if os.path.exists(path) else None
+            if built == pristine:
+                same.append(name)
+    return same
+
+
+def test_the_pristine_tree_is_told_from_a_patched_one(tmp_path, sdist):
+    """The control of as_pristine(): the sdist's own tree has every file the series touches as it was."""
+    with tarfile.open(sdist) as tar:
+        tar.extractall(str(tmp_path), members=[m for m in tar.getmembers() if '/patroni/' in m.name])
+    files = patched_files()
+    assert len(files) >= 10 and 'patroni/systemd.py' in files, files
+    assert as_pristine(str(tmp_path / 'patroni-{0}'.format(PIN.version)), sdist) == files
+
+
+def test_installed_version(sdist):
     out = subprocess.run([os.path.join(BIN, 'patroni'), '--version'], stdout=subprocess.PIPE,
                          universal_newlines=True, check=True).stdout
+    # the installed package is the patched tree: every file the series touches differs from the pristine sdist's
+    import patroni
+    assert as_pristine(os.path.dirname(os.path.dirname(patroni.__file__)), sdist) == []
     # the runtime version stays upstream's: /metrics, the REST API and the DCS publish it, and their readers parse it
     assert out.strip() == 'patroni {0}'.format(PIN.version) == 'patroni 4.1.5'
     assert PIN.package_version == '4.1.5+sdnotify.5'
@@ -94,11 +132,13 @@ def test_metadata_equals_upstream(sdist):
         assert os.access(os.path.join(BIN, script), os.X_OK)
 
 
-def test_build_materialises_patched_tree(project):
+def test_build_materialises_patched_tree(project, sdist):
     result = run_queue(project, 'build')
     assert result.returncode == 0, result.stderr
     with open(str(project / 'patroni' / 'version.py')) as f:
         assert "__version__ = '4.1.5'" in f.read()
+    # patched: no file the series touches is as in the pristine sdist (a pristine tree passed the check above too)
+    assert as_pristine(str(project), sdist) == []
     # a second build with unchanged inputs reuses the tree
     mtime = os.stat(str(project / 'generated' / 'metadata.json')).st_mtime_ns
     assert run_queue(project, 'build').returncode == 0

@@ -1,8 +1,8 @@
 """A three-member cluster under a real systemd 252: one ``patroni@nodeN`` instance of the shipped template unit each.
 
 Steps: start, switchover, failover, reinit, restart, the leader's PostgreSQL killed (a replica takes over and the old
-leader, which wrote WAL its replicas never got, rejoins through pg_rewind), a reload during a switchover, the leader's
-unit stopped.
+leader, which wrote WAL its replicas never got, rejoins through pg_rewind), a reload of the candidate while a switchover
+is held open (the old leader's checkpointer stopped), the leader's unit stopped.
 Cluster operations are where Type=notify went wrong for users (upstream #3586: units died on switchover and reinit
 because PostgreSQL notified through an inherited NOTIFY_SOCKET). After every step: each unit active/running,
 NRestarts=0, the same main PID, STATUS naming the new role; and systemd never saw a notification from a child.
@@ -86,19 +86,20 @@ class Cluster(object):
         return result.stdout
 
     def check_units(self, pids, roles):
-        """Every unit active/running, never restarted, same main PID; STATUS naming the role within one loop_wait."""
+        """Every unit active/running, never restarted, same main PID, never out of the active state since its start
+        (no "deactivating", e.g. after a STOPPING=1: ActiveExitTimestampMonotonic still 0; the positive control: the
+        test's last stop sets it); STATUS naming the role within one loop_wait."""
         for name in pids:
-            state = self.show(name, 'ActiveState', 'SubState', 'NRestarts', 'MainPID')
-            assert state == {'ActiveState': 'active', 'SubState': 'running', 'NRestarts': '0',
-                             'MainPID': pids[name]}, (name, state, self.diagnostics())
+            state = self.show(name, 'ActiveState', 'SubState', 'NRestarts', 'MainPID', 'ActiveExitTimestampMonotonic')
+            expected = {'ActiveState': 'active', 'SubState': 'running', 'NRestarts': '0', 'MainPID': pids[name],
+                        'ActiveExitTimestampMonotonic': '0'}
+            assert state == expected, (name, state, self.diagnostics())
         for name, words in roles.items():
             wait_for(lambda: words in self.show(name, 'StatusText')['StatusText'], 10,
                      '{0} STATUS with {1!r}: {2}'.format(name, words, self.show(name, 'StatusText')))
         with open(self.systemd.console_log, errors='replace') as f:
             console = f.read()
         assert 'reception only permitted for main PID' not in console, console[-3000:]
-        for name in pids:  # no STOPPING state for a unit that should keep running
-            assert 'Stopping {0}'.format(self.unit(name)) not in console, console[-3000:]
 
     def sql(self, port, query):
         """*query* on the member listening on *port*, through psql inside the harness; its one value."""
@@ -161,8 +162,6 @@ def cluster(request):
         config['postgresql']['use_pg_rewind'] = True
         # a primary whose PostgreSQL crashes hands over at once instead of restarting it: the rejoin step below
         config['bootstrap']['dcs']['primary_start_timeout'] = 0
-        # a promotion takes a second more: the window the reload during a switchover must hit
-        config['postgresql']['pre_promote'] = '/bin/sleep 1'
         configs[name] = write_config(workdir, os.path.join(config_dir, name + '.yml'), config)
     host = '/host' if root else ''  # paths as systemd sees them (Systemd.host_path)
     etcd = etcd_unit(ETCD, os.path.join(workdir.path, 'etcd'), host + os.path.join(workdir.path, 'etcd.log'))
@@ -236,25 +235,35 @@ def test_cluster_operations_never_disturb_the_units(cluster):
     cluster.settled('node3', ['node1', 'node2'])
     cluster.check_units(pids, {'node3': LEADER})
 
-    # a reload of a member while a switchover to it is under way: sent once the old leader's PostgreSQL shuts down
-    # for the switchover, and applied (the time of its log line) before the candidate promoted itself, which
-    # pre_promote holds back a second
+    # a reload of a member while a switchover to it is under way: the old leader's shutdown is held open (its
+    # checkpointer stopped: neither the switchover's checkpoint nor the shutdown checkpoint can end), so that it keeps
+    # the leader key and the candidate cannot promote itself until the hold ends; the reload is sent once the old
+    # leader demotes, and must be applied during the hold
     offsets = {name: os.path.getsize(cluster.log_path(name)) for name in ('node2', 'node3')}
-    switchover = cluster.patronictl('switchover', SCOPE, '--primary', 'node3', '--candidate', 'node2', '--force',
-                                    wait=False)
-    wait_for(lambda: 'received fast shutdown request' in read_from(cluster.log_path('node3'), offsets['node3']), 60,
-             'the old leader shutting down for the switchover')
-    reload = cluster.systemd.systemctl('reload', cluster.unit('node2'))
-    assert reload.returncode == 0, reload.stderr
+    checkpointer = cluster.sql(5435, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'")
+    assert cluster.systemd.run('kill', '-STOP', checkpointer).returncode == 0
+    try:
+        switchover = cluster.patronictl('switchover', SCOPE, '--primary', 'node3', '--candidate', 'node2', '--force',
+                                        wait=False)
+        wait_for(lambda: 'Demoting self (graceful)' in read_from(cluster.log_path('node3'), offsets['node3']), 60,
+                 'the old leader demoting itself for the switchover')
+        reload = cluster.systemd.systemctl('reload', cluster.unit('node2'))
+        assert reload.returncode == 0, reload.stderr
+        applied = wait_for(lambda: line_time(read_from(cluster.log_path('node2'), offsets['node2']),
+                                             'No local configuration items changed.'), 30, 'the reload applied')
+        held = cluster.systemd.etcd_get('/service/{0}/leader'.format(SCOPE))
+    finally:
+        cluster.systemd.run('kill', '-CONT', checkpointer)
+    resumed = time.time()
+    assert held == 'node3', 'the switchover was not held while the reload was applied: leader {0}'.format(held)
     assert switchover.wait(180) == 0, switchover.stdout.read()
     cluster.settled('node2', ['node1', 'node3'])
     wait_for(lambda: cluster.show('node2', 'ActiveState')['ActiveState'] == 'active', 30, 'the reload to finish')
     log = read_from(cluster.log_path('node2'), offsets['node2'])
-    applied, promoted = (line_time(log, 'No local configuration items changed.'),
-                         line_time(log, 'promoted self to leader by acquiring session lock'))
-    assert applied is not None and promoted is not None and applied < promoted, (applied, promoted, log[-3000:])
-    print('reload during a switchover: applied {0:.3f} s before the candidate promoted itself'.format(
-        promoted - applied))
+    promoted = line_time(log, 'promoted self to leader by acquiring session lock')
+    assert promoted is not None and applied < resumed < promoted, (applied, resumed, promoted, log[-3000:])
+    print('reload during a switchover: applied {0:.3f} s before the candidate promoted itself (the old leader\'s '
+          'shutdown held {1:.3f} s after it)'.format(promoted - applied, resumed - applied))
     cluster.check_units(pids, {'node2': LEADER})
 
     # stopping the leader hands over: its key is gone by the time its unit is inactive
@@ -262,6 +271,10 @@ def test_cluster_operations_never_disturb_the_units(cluster):
     assert stop.returncode == 0, stop.stderr
     state = cluster.show('node2', 'ActiveState', 'Result')
     assert state == {'ActiveState': 'inactive', 'Result': 'success'}, state
+    # the positive control of check_units' "never out of the active state": a stop sets the time it left it (the
+    # console, which check_units read for "Stopping <unit>" before, never shows that line for a stop: it could not
+    # fail)
+    assert cluster.show('node2', 'ActiveExitTimestampMonotonic')['ActiveExitTimestampMonotonic'] != '0'
     assert cluster.systemd.etcd_get('/service/{0}/leader'.format(SCOPE)) != 'node2'
     members = cluster.wait_members(lambda m: any(r == 'leader' for r, _ in m.values()) and len(m) == 2,
                                    'two members with a new leader')

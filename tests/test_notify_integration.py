@@ -8,9 +8,11 @@ import signal
 import time
 import uuid
 
+import psycopg2
 import pytest
 
-from realparts import Etcd, NotifyListener, paced, Patroni, PG_BIN, sighup_safe, wait_for, Workdir
+from realparts import Etcd, NotifyListener, paced, Patroni, PG_BIN, ROOT, sequence_error, sighup_handler_order, \
+    wait_for, Workdir
 
 pytestmark = pytest.mark.slow
 
@@ -72,51 +74,75 @@ def first_cycle_time(n):
     return wait_for(find, 10, 'the first HA cycle in the log')
 
 
+# in the environment Patroni is started with: its children must have it, and not NOTIFY_SOCKET (the positive control of
+# the children's environment: the dump and /proc/PID/environ show what was inherited)
+PROBE = ('SDNOTIFY_PROBE', 'inherited')
+
+
+def wal_backlog(n, segments):
+    """Switch *segments* WAL segments on *n*'s PostgreSQL (each after a new table: a switch with no WAL written is a
+    no-op), for an archiver that takes 1 s a segment."""
+    with psycopg2.connect(host='127.0.0.1', port=n.pg_port, user='postgres', dbname='postgres') as conn:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            for i in range(segments):
+                cur.execute('CREATE TABLE backlog_{0}_{1} ()'.format(uuid.uuid4().hex[:8], i))
+                cur.execute('SELECT pg_switch_wal()')
+
+
 def test_sequence_ready_after_first_cycle_and_children_never_see_the_socket(node, listener, workdir, etcd):
     dump = '#!/bin/sh\nenv > {0}/$(basename $0)-$1.env\n'.format(workdir.path)
     callback = workdir.file('callback', dump, 0o755)
     bootstrap = workdir.file('bootstrap', dump.replace('-$1', '') + 'for a; do case "$a" in --datadir=*) '
                              'd="${a#--datadir=}";; esac; done\nexec ' + PG_BIN + '/initdb -D "$d" '
                              '-U postgres >/dev/null\n', 0o755)
+    # the stop extension is on (the shipped units set it), and the shutdown has WAL to archive at 1 s a segment
     n = node(extra={'bootstrap': {'method': 'custom', 'custom': {'command': bootstrap}},
-                    'postgresql': {'callbacks': {'on_start': callback, 'on_stop': callback}}})
+                    'postgresql': {'callbacks': {'on_start': callback, 'on_stop': callback}}},
+             env={PROBE[0]: PROBE[1], 'PATRONI_STOP_TIMEOUT_MAX': '60'})
+    n.write_config(parameters={'archive_mode': 'on', 'archive_command': 'sleep 1'})
     manager = listener()
     n.start(manager.address)
     ready = manager.wait('READY=1')
     # READY=1 comes right after the first HA cycle, not before it
     assert ready >= first_cycle_time(n) - 0.002
     n.wait_running()
-    # children: the bootstrap script, the callbacks, the postmaster: none inherits NOTIFY_SOCKET
+    # children: the bootstrap script, the callbacks, the postmaster: none inherits NOTIFY_SOCKET, each inherits the rest
     for name in ('bootstrap.env', 'callback-on_start.env'):
         path = wait_for(lambda: os.path.exists(os.path.join(workdir.path, name)) and os.path.join(workdir.path, name),
                         30, name)
-        assert 'NOTIFY_SOCKET' not in read_env(path), path
+        env = read_env(path)
+        assert 'NOTIFY_SOCKET' not in env and env.get(PROBE[0]) == PROBE[1], (path, env)
     with open('/proc/{0}/environ'.format(n.postmaster_pid()), 'rb') as f:
-        assert b'NOTIFY_SOCKET' not in f.read()
+        environ = f.read().split(b'\0')
+    assert not [v for v in environ if v.startswith(b'NOTIFY_SOCKET=')], environ
+    assert '{0}={1}'.format(*PROBE).encode() in environ, environ
     assert etcd.get('/service/{0}/leader'.format(n.scope)) == 'node1'
     postmaster = n.postmaster_pid()
+    wal_backlog(n, 3)
     assert n.stop() == 0
     assert manager.names() == ['READY=1', 'STOPPING=1']
-    # the stop of PostgreSQL may extend systemd's stop timeout, only after STOPPING=1
+    # the shutdown archiving its backlog extends systemd's stop timeout, only after STOPPING=1
     stopping = next(i for i, (_, m) in enumerate(manager.messages) if m.startswith('STOPPING=1'))
-    assert all(i > stopping for i in manager.extensions()), manager.messages
+    assert manager.extensions() and all(i > stopping for i in manager.extensions()), manager.messages
     assert etcd.get('/service/{0}/leader'.format(n.scope)) is None
     assert not os.path.exists('/proc/{0}'.format(postmaster))
     stop_env = wait_for(lambda: os.path.exists(os.path.join(workdir.path, 'callback-on_stop.env')), 30, 'on_stop')
-    assert stop_env and 'NOTIFY_SOCKET' not in read_env(os.path.join(workdir.path, 'callback-on_stop.env'))
+    env = read_env(os.path.join(workdir.path, 'callback-on_stop.env'))
+    assert stop_env and 'NOTIFY_SOCKET' not in env and env.get(PROBE[0]) == PROBE[1], env
 
 
 @pytest.mark.parametrize('delays, blocked', [((0, 10, 20, 50, 100, 200, 500), True), ((0, 10, 50, 200, 500), False)],
                          ids=['launched-with-SIGHUP-blocked', 'plain-exec'])
 def test_sighup_during_start_up_is_a_reload(node, listener, delays, blocked):
     n = node()
+    orders = []
     for i, delay in enumerate(delays):
         n.write_config(tags={'trial': 'before'})
         manager = listener()
         proc = n.start(manager.address, block_sighup=blocked)
         if not blocked:  # before Python runs Patroni's first lines, SIGHUP kills any program: count from the handler
-            pid = proc.pid
-            wait_for(lambda: sighup_safe(pid) or proc.poll() is not None, 30, 'the SIGHUP handler', interval=0.0005)
+            orders.append(sighup_handler_order(proc))
         time.sleep(delay / 1000.0)  # the input of the trial: when the signal comes, not a synchronisation
         n.write_config(tags={'trial': str(delay)})
         proc.send_signal(signal.SIGHUP)
@@ -130,9 +156,22 @@ def test_sighup_during_start_up_is_a_reload(node, listener, delays, blocked):
         if 'RELOADING=1' in manager.names():  # the signal came after READY=1: let that reload finish
             manager.wait('READY=1', count=2)
         assert n.stop() == 0
-        names = manager.names()
-        assert names[0] == 'READY=1' and names[-1] == 'STOPPING=1', names
-        assert names.count('RELOADING=1') == names.count('READY=1') - 1, names
+        assert sequence_error(manager.names()) == ''
+    # the handler counted from is Patroni's first statement, not one it installs late: it comes before Patroni imports
+    # what it needs to read its configuration (the control: test_upstream_handles_sighup_only_after_its_imports)
+    print('plain exec, the SIGHUP handler as seen against PyYAML\'s library: {0}'.format(orders))
+    assert 'late' not in orders and (blocked or 'early' in orders), orders
+
+
+def test_upstream_handles_sighup_only_after_its_imports(node):
+    """The control of the order check above: upstream 4.1.5 makes SIGHUP harmless only as its daemon starts, after it
+    imported its dependencies and read its configuration file (a SIGHUP before that kills it)."""
+    n = node(executable=os.path.join(ROOT, '.venv-upstream', 'bin', 'patroni'))
+    proc = n.start(None)
+    try:
+        assert sighup_handler_order(proc) == 'late'
+    finally:
+        n.kill()
 
 
 def test_abstract_socket(node, listener):
@@ -180,49 +219,52 @@ def test_sighup_is_applied_without_waiting_for_loop_wait(node, listener):
     manager = listener()
     n.start(manager.address)
     n.wait_running()
-    wait_for_new_cycle(n, 'a steady-state HA cycle, after which the loop naps for loop_wait (10 s)')
+    # a first SIGHUP, of an unchanged file: its cycle over (READY=1), the loop naps for loop_wait (10 s)
+    n.proc.send_signal(signal.SIGHUP)
+    manager.wait('READY=1', count=2, timeout=30)
     n.write_config(tags={'reload': 'now'})
     start = time.monotonic()
     n.proc.send_signal(signal.SIGHUP)
-    manager.wait('READY=1', count=2, timeout=30)
+    manager.wait('READY=1', count=3, timeout=30)
     elapsed = time.monotonic() - start
-    # waiting for the nap would take ~10 s; the reload itself (pg_ctl reload, a 1 s pause, a query) ~1.1 s
+    # waiting for the nap would take ~10 s; the reload itself (pg_ctl reload, a 1 s pause, a query) ~1.1 s, and the
+    # waker lets a second SIGHUP through a second after the first at the earliest
     assert elapsed < 5, 'SIGHUP -> READY=1 took {0:.1f} s with loop_wait 10'.format(elapsed)
     assert n.status().get('tags') == {'reload': 'now'}
     assert n.stop() == 0
-    assert manager.names() == ['READY=1', 'RELOADING=1', 'READY=1', 'STOPPING=1']
+    assert manager.names() == ['READY=1', 'RELOADING=1', 'READY=1', 'RELOADING=1', 'READY=1', 'STOPPING=1']
 
 
 @pytest.mark.parametrize('when', ['start-up', 'steady-state'])
 def test_sighup_storm(node, listener, when):
-    """1,000 SIGHUPs in one second, the configuration file rewritten along the way."""
-    n = node(extra=SLOW_LOOP)
+    """1,000 SIGHUPs in one second (at the pace this machine allows: the storm's length is printed, not asserted),
+    the configuration file rewritten along the way."""
+    n = node()
     manager = listener()
     proc = n.start(manager.address, block_sighup=True)
     if when == 'steady-state':
         manager.wait('READY=1')
         n.wait_running()
-    start = time.monotonic()
+    began = time.time()
     for i in paced(1000, 0.001):
         if i % 100 == 99:
             n.write_config(tags={'storm': str(i)})
         proc.send_signal(signal.SIGHUP)
-    assert time.monotonic() - start < 1.5
+    took = time.time() - began
     assert proc.poll() is None, 'killed by the storm: exit {0}\n{1}'.format(proc.returncode, n.log()[-3000:])
-    manager.wait('READY=1', timeout=90)
+    ready = manager.wait('READY=1', timeout=90)
+    if when == 'start-up':  # the storm hit the start-up: it began before READY=1
+        assert began < ready, (began, ready)
     wait_for(lambda: n.status().get('tags') == {'storm': '999'}, 30,
              'the last configuration in effect: {0}'.format(n.status().get('tags')))
-
-    def settled():
-        names = manager.names()
-        return names.count('RELOADING=1') == names.count('READY=1') - 1 and 'READY=1' == names[-1]
-    wait_for(settled, 30, 'every RELOADING=1 answered by READY=1: {0}'.format(manager.names()))
+    wait_for(lambda: sequence_error(manager.names(), stopped=False) == '', 30,
+             'every RELOADING=1 answered by READY=1: {0}'.format(manager.names()))
     wait_for_new_cycle(n, 'the HA loop cycling after the storm')
     assert proc.poll() is None
     assert n.stop() == 0
-    names = manager.names()
-    assert names[0] == 'READY=1' and names[-1] == 'STOPPING=1', names
-    assert names.count('RELOADING=1') == names.count('READY=1') - 1, names
+    assert sequence_error(manager.names()) == ''
+    print('storm during {0}: {1:.2f} s for 1,000 SIGHUPs; {2} reloads'.format(when, took,
+                                                                              manager.names().count('RELOADING=1')))
 
 
 def statuses(manager):
@@ -316,8 +358,9 @@ def test_ready_that_did_not_go_through_is_sent_again(node, workdir):
 def test_early_sighup_does_not_slow_the_start(node, listener):
     """A SIGHUP before the first HA cycle, on a node whose PostgreSQL is stopped, re-reads the configuration and
     leaves PostgreSQL alone: the first cycle starts it with the new files. (Before, Patroni ran `pg_ctl reload` on
-    the stopped PostgreSQL and queried it until the retry deadline: retry_timeout, 5 s here, later.)"""
-    n = node()
+    the stopped PostgreSQL and queried it until the retry deadline: retry_timeout, 20 s here, later: so large that a
+    loaded machine's noise cannot hide it or fake it.)"""
+    n = node(extra={'bootstrap': {'dcs': {'ttl': 60, 'loop_wait': 2, 'retry_timeout': 20}}})
     manager = listener()
     n.start(manager.address)
     manager.wait('READY=1', timeout=90)
@@ -339,9 +382,12 @@ def test_early_sighup_does_not_slow_the_start(node, listener):
         n.write_config()
         return took
 
-    plain = [start(False) for _ in range(2)]
-    early = [start(True) for _ in range(2)]
-    assert max(early) < min(plain) + 2.5, (plain, early)
+    # plain and early starts in turn, so that a change in the machine's load weighs on both alike
+    plain, early = [], []
+    for _ in range(2):
+        plain.append(start(False))
+        early.append(start(True))
+    assert max(early) < min(plain) + 10, (plain, early)
     assert 'Exceeded retry deadline' not in n.log() and 'PID file' not in n.log(), n.log()[-3000:]
     print('start to PostgreSQL accepting: plain {0}, with an early SIGHUP {1}'.format(
         ['{0:.2f}'.format(t) for t in plain], ['{0:.2f}'.format(t) for t in early]))

@@ -28,16 +28,34 @@ APPLIED = {'reload': 'applied', 'state': 'running', 'pending_restart': False}
 
 
 @pytest.fixture(scope='module')
-def node():
+def module_node():
     workdir = Workdir()
     etcd = Etcd(workdir.path)
     n = Patroni(workdir, etcd, 'reload-wait', extra=SLOW_LOOP)
-    n.start(None)
+    try:
+        yield n
+    finally:
+        n.kill()
+        etcd.stop()
+        workdir.cleanup()
+
+
+@pytest.fixture
+def node(module_node):
+    """The module's node, running its own configuration whatever test ran before (the storm test ends with a stop):
+    each test runs alone or in any order."""
+    n = module_node
+    if n.proc is None or n.proc.poll() is not None:
+        n.write_config()
+        n.start(None)
     n.wait_running()
-    yield n
-    n.kill()
-    etcd.stop()
-    workdir.cleanup()
+    return n
+
+
+def restore(n):
+    """The node's own configuration back, and in effect (for the next test, also after a failure)."""
+    n.write_config()
+    assert post_reload(n, {'timeout': 30})[:2] == (200, APPLIED), n.log()[-2000:]
 
 
 def http_get_seconds(url):
@@ -70,21 +88,22 @@ def patronictl(n, *args):
 
 
 def test_answer_comes_with_the_new_configuration_in_effect(node):
-    for i, work_mem in enumerate(('5MB', '6MB', '7MB')):
-        node.write_config(tags={'round': str(i)}, parameters={'work_mem': work_mem})
-        status, answer, elapsed = post_reload(node, {'timeout': 30})
-        assert (status, answer) == (200, APPLIED), node.log()[-2000:]
-        assert node.status().get('tags') == {'round': str(i)}
-        assert setting(node, 'work_mem') == work_mem
-        assert elapsed < 5, 'answered after {0:.1f} s: the next cycle (loop_wait 10) was waited for'.format(elapsed)
-    # a parameter that needs a restart: applied, and the answer says what waits for the restart
-    node.write_config(parameters={'shared_buffers': '32MB'})
-    status, answer, _ = post_reload(node, {'timeout': 30})
-    assert status == 200 and answer['reload'] == 'applied' and answer['pending_restart'] is True, answer
-    assert answer['pending_restart_reason'] == {'shared_buffers': {'old_value': '16MB', 'new_value': '32MB'}}
-    assert answer['state'] == 'running'
-    node.write_config()
-    assert post_reload(node, {'timeout': 30})[:2] == (200, APPLIED)
+    try:
+        for i, work_mem in enumerate(('5MB', '6MB', '7MB')):
+            node.write_config(tags={'round': str(i)}, parameters={'work_mem': work_mem})
+            status, answer, elapsed = post_reload(node, {'timeout': 30})
+            assert (status, answer) == (200, APPLIED), node.log()[-2000:]
+            assert node.status().get('tags') == {'round': str(i)}
+            assert setting(node, 'work_mem') == work_mem
+            assert elapsed < 5, 'answered after {0:.1f} s: the next cycle (loop_wait 10) was waited for'.format(elapsed)
+        # a parameter that needs a restart: applied, and the answer says what waits for the restart
+        node.write_config(parameters={'shared_buffers': '32MB'})
+        status, answer, _ = post_reload(node, {'timeout': 30})
+        assert status == 200 and answer['reload'] == 'applied' and answer['pending_restart'] is True, answer
+        assert answer['pending_restart_reason'] == {'shared_buffers': {'old_value': '16MB', 'new_value': '32MB'}}
+        assert answer['state'] == 'running'
+    finally:
+        restore(node)
     # the default request and answer are the ones they always were
     assert post_reload(node)[:2] == (202, 'reload scheduled')
 
@@ -102,22 +121,25 @@ def test_patronictl_reload_wait(node):
 def test_a_broken_configuration_file_is_answered_as_a_failure(node):
     node.write_config(tags={'config': 'good'})
     assert post_reload(node, {'timeout': 30})[1]['reload'] == 'applied'
-    with open(node.config_path, 'w') as f:
-        f.write('scope: [broken\n')
-    status, answer, _ = post_reload(node, {'timeout': 30})
-    assert status == 500 and answer['reload'] == 'failed', answer
-    # one line: the file, the line and column, the parser's problem (not the repr of the parser's exception)
-    error = "{0}, line 2, column 1: expected ',' or ']', but got '<stream end>'".format(node.config_path)
-    assert answer['error'] == error, answer
-    assert node.status().get('tags') == {'config': 'good'}, 'the previous configuration stays in effect'
-    result = patronictl(node, '--wait')
-    assert result.returncode == 1, result.stdout
-    assert 'Failed: reload for member {0} failed: {1}'.format(node.name, error) in result.stdout, result.stdout
-    assert 'reload not applied on: {0}'.format(node.name) in result.stdout, result.stdout
-    node.write_config(tags={'config': 'fixed'})
-    answer = post_reload(node, {'timeout': 30})[:2]
-    assert answer == (200, APPLIED), answer
-    assert node.status().get('tags') == {'config': 'fixed'}
+    try:
+        with open(node.config_path, 'w') as f:
+            f.write('scope: [broken\n')
+        status, answer, _ = post_reload(node, {'timeout': 30})
+        assert status == 500 and answer['reload'] == 'failed', answer
+        # one line: the file, the line and column, the parser's problem (not the repr of the parser's exception)
+        error = "{0}, line 2, column 1: expected ',' or ']', but got '<stream end>'".format(node.config_path)
+        assert answer['error'] == error, answer
+        assert node.status().get('tags') == {'config': 'good'}, 'the previous configuration stays in effect'
+        result = patronictl(node, '--wait')
+        assert result.returncode == 1, result.stdout
+        assert 'Failed: reload for member {0} failed: {1}'.format(node.name, error) in result.stdout, result.stdout
+        assert 'reload not applied on: {0}'.format(node.name) in result.stdout, result.stdout
+        node.write_config(tags={'config': 'fixed'})
+        answer = post_reload(node, {'timeout': 30})[:2]
+        assert answer == (200, APPLIED), answer
+        assert node.status().get('tags') == {'config': 'fixed'}
+    finally:
+        restore(node)
 
 
 def test_a_reload_that_cannot_end_in_time_is_answered_when_the_timeout_runs_out(node):
@@ -182,7 +204,8 @@ def test_waiting_callers_never_starve_health_checks(node):
 
 
 def test_a_storm_of_sighups_and_waiting_callers_is_coalesced(node):
-    """1,000 SIGHUPs within a second and 100 callers waiting on POST /reload at the same time."""
+    """1,000 SIGHUPs within a second and 100 callers waiting on POST /reload at the same time; then Patroni stops
+    cleanly (the next test, if any, starts it again)."""
     node.write_config(tags={'storm': 'on'})
     offset = os.path.getsize(node.log_path)
     answers, latencies, storm = reload_storm(node, {'timeout': 60})

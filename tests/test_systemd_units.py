@@ -4,9 +4,10 @@ The claim: ``systemctl start patroni; systemctl reload patroni`` back to back ne
 under the shipped Type=notify unit (no python-systemd), and what each other combination of Patroni, Type= and the
 early-sighup.conf drop-in does, in the same harness (tests/start_reload.py).
 
-The one-node tests that the shipped hardening.conf must not break run again with it (``hardened``), and under
-systemd 257 with it (``hardened-257``: the trixie root of test_systemd_257.py); their data is in
-realparts.HARNESS_WORK, not under /tmp, which the drop-in's PrivateTmp=yes replaces.
+The one-node tests that the shipped hardening.conf must not break run again with it (``hardened``); what PostgreSQL
+needs under it also under systemd 257 (``hardened-257``: the trixie root of test_systemd_257.py, where the bounded
+start, the stop extension and the reloads run without the sandbox, and test_cluster.py's members with it); their
+data is in realparts.HARNESS_WORK, not under /tmp, which the drop-in's PrivateTmp=yes replaces.
 """
 
 import contextlib
@@ -40,8 +41,8 @@ BARRIER_TRIALS = int(os.environ.get('SDNOTIFY_BARRIER_TRIALS', '6'))
 HOLD = 1.5
 # the reload of the units before patroni-sdnotify's patroni_systemd_reload: the control of the barrier tests
 KILL_RELOAD = '[Service]\nExecReload=\nExecReload=/bin/kill -s HUP $MAINPID\n'
-# the one-node tests the sandbox must not break: the harness (252) without and with hardening.conf, and 257 with it
-SANDBOXES = ['plain', 'hardened', 'hardened-257']
+# the one-node tests the sandbox must not break: the harness (252) without and with hardening.conf
+SANDBOXES = ['plain', 'hardened']
 
 
 def verify(tmp_path, files, unit):
@@ -407,34 +408,44 @@ def test_status_and_stop(harness):
     node = harness.patched
     node.write()
     assert harness.systemctl('start', 'patroni.service').returncode == 0
-    wait_for(lambda: patroni_status(harness).get('state') == 'running', 60, 'PostgreSQL running\n' + node.tail())
-    main_pid = harness.show('patroni.service', 'MainPID')['MainPID']
-    text = harness.systemctl('status', 'patroni.service').stdout
-    assert 'Active: active (running)' in text, text
-    assert 'Main PID: {0} (patroni)'.format(main_pid) in text, text
-    assert harness.etcd_get('/service/{0}/leader'.format(node.scope)) == 'node1'
-    postmaster = harness.postmaster_pid(os.path.join(node.dir, 'data'))
-    stop = harness.systemctl('stop', 'patroni.service')
-    assert stop.returncode == 0, stop.stderr
-    state = harness.show('patroni.service', 'ActiveState', 'Result', 'ExecMainStatus')
-    assert state == {'ActiveState': 'inactive', 'Result': 'success', 'ExecMainStatus': '0'}, state
-    assert harness.etcd_get('/service/{0}/leader'.format(node.scope)) is None
-    assert not os.path.exists(os.path.join(node.dir, 'data', 'postmaster.pid'))
-    assert harness.run('kill', '-0', postmaster).returncode != 0
+    try:
+        wait_for(lambda: patroni_status(harness).get('state') == 'running', 60, 'PostgreSQL running\n' + node.tail())
+        main_pid = harness.show('patroni.service', 'MainPID')['MainPID']
+        text = harness.systemctl('status', 'patroni.service').stdout
+        assert 'Active: active (running)' in text, text
+        assert 'Main PID: {0} (patroni)'.format(main_pid) in text, text
+        assert harness.etcd_get('/service/{0}/leader'.format(node.scope)) == 'node1'
+        postmaster = harness.postmaster_pid(os.path.join(node.dir, 'data'))
+        stop = harness.systemctl('stop', 'patroni.service')
+        assert stop.returncode == 0, stop.stderr
+        state = harness.show('patroni.service', 'ActiveState', 'Result', 'ExecMainStatus')
+        assert state == {'ActiveState': 'inactive', 'Result': 'success', 'ExecMainStatus': '0'}, state
+        assert harness.etcd_get('/service/{0}/leader'.format(node.scope)) is None
+        assert not os.path.exists(os.path.join(node.dir, 'data', 'postmaster.pid'))
+        assert harness.run('kill', '-0', postmaster).returncode != 0
+    finally:  # the next test starts from a stopped unit also when an assertion failed
+        harness.systemctl('stop', 'patroni.service')
 
 
-@pytest.mark.parametrize('unit_harness', SANDBOXES, indirect=True)
-def test_start_returns_while_the_dcs_is_down(unit_harness):
+# the shipped unit as it is; with hardening.conf and WatchdogSec=5 (one start for both: the sandbox changes nothing
+# of the wait, the watchdog nothing of the sandbox)
+@pytest.mark.parametrize('unit_harness, watchdog', [('plain', 0), ('hardened', 5)], indirect=['unit_harness'],
+                         ids=['plain', 'hardened-watchdog'])
+def test_start_returns_while_the_dcs_is_down(unit_harness, watchdog):
     """etcd down at boot: the start returns at loop_wait + 2 * retry_timeout with the unit active, STATUS saying
-    why, no restart; the node joins once etcd is back (tests/dcs_outage.py)."""
+    why, no restart; the node joins once etcd is back (tests/dcs_outage.py). With WatchdogSec=5: armed at READY=1
+    while Patroni still waits for etcd, it is fed until the HA loop runs; the unit is neither killed nor restarted,
+    and once the HA loop runs Patroni warns that 5 s is not longer than loop_wait + 2 * retry_timeout (the positive
+    control of test_watchdog_restarts_a_hung_patroni's "no warning")."""
     harness = unit_harness
-    dcs_outage.check_bounded_start(harness, harness.patched, lambda: patroni_status(harness))
-
-
-def test_start_with_a_watchdog_returns_while_the_dcs_is_down(harness):
-    """As above with WatchdogSec=5: armed at READY=1 while Patroni still waits for etcd, it is fed until the HA loop
-    runs; the unit is neither killed nor restarted (tests/dcs_outage.py)."""
-    dcs_outage.check_bounded_start(harness, harness.patched, lambda: patroni_status(harness), watchdog=5)
+    node = harness.patched
+    offset = len(node.output())
+    dcs_outage.check_bounded_start(harness, node, lambda: patroni_status(harness), watchdog=watchdog)
+    warning = 'WatchdogSec=5s of the service is not longer than loop_wait + 2 * retry_timeout (12s)'
+    if watchdog:
+        wait_for(lambda: warning in node.output()[offset:], 10, 'the WatchdogSec warning\n' + node.tail())
+    else:
+        assert 'WatchdogSec' not in node.output()[offset:], node.tail()
 
 
 @pytest.mark.parametrize('change, after_ready', [(True, False), (False, False), (True, True)],
@@ -460,12 +471,12 @@ def test_status_shows_the_role(harness):
         harness.systemctl('stop', 'patroni.service')
 
 
-@pytest.mark.parametrize('unit_harness', SANDBOXES, indirect=True)
-def test_watchdog_restarts_a_hung_patroni(unit_harness):
-    """Opt-in WatchdogSec=: pings come from the HA loop; a loop that stops cycling gets Patroni restarted."""
-    harness = unit_harness
+def test_watchdog_restarts_a_hung_patroni(harness):
+    """Opt-in WatchdogSec=: pings come from the HA loop; a loop that stops cycling gets Patroni restarted (under
+    hardening.conf: test_watchdog_restarts_patroni_whose_ha_loop_hangs_while_it_lives)."""
     node = harness.patched
     node.write()
+    offset = len(node.output())
     # loop_wait 2 + 2 * retry_timeout 5 in the test config: 15 s leaves room
     path = dropin(harness, 'watchdog.conf', '[Service]\nWatchdogSec=15\nTimeoutAbortSec=2\nRestartSec=1\n')
     try:
@@ -473,7 +484,9 @@ def test_watchdog_restarts_a_hung_patroni(unit_harness):
         first = harness.show('patroni.service', 'WatchdogTimestampMonotonic', 'MainPID', 'NRestarts')
         wait_for(lambda: harness.show('patroni.service', 'WatchdogTimestampMonotonic')['WatchdogTimestampMonotonic']
                  != first['WatchdogTimestampMonotonic'], 30, 'a WATCHDOG=1 from the next HA cycle')
-        assert 'WatchdogSec' not in node.tail(), 'no warning: 15 s > loop_wait + 2 * retry_timeout = 12 s'
+        # no warning: 15 s > loop_wait + 2 * retry_timeout = 12 s (the positive control, WatchdogSec=5 gets it:
+        # test_start_returns_while_the_dcs_is_down[hardened-watchdog])
+        assert 'WatchdogSec' not in node.output()[offset:], node.tail()
         # the HA loop stops cycling (the whole process is stopped: nothing can ping for it)
         assert harness.run('kill', '-STOP', first['MainPID']).returncode == 0
         after = harness.wait_show('patroni.service', lambda s: s['NRestarts'] == '1' and s['ActiveState'] == 'active',
@@ -532,10 +545,11 @@ def test_slow_stop_is_not_extended_without_the_opt_in(harness):
     """The control of the test above, the same unit and backlog: without PATRONI_STOP_TIMEOUT_MAX (the extension is
     opt-in; the shipped units set it) the stop ends at TimeoutStopSec=3, as with upstream's unit."""
     node = harness.patched
-    backlog, took, state = slow_stop(harness, node, 'UnsetEnvironment=PATRONI_STOP_TIMEOUT_MAX\n', 12)
+    backlog, took, state, left = slow_stop(harness, node, 'UnsetEnvironment=PATRONI_STOP_TIMEOUT_MAX\n', 12)
     assert backlog >= 6, backlog
     assert state['Result'] == 'timeout', (state, node.tail())
-    assert took < 3 + 5, took  # not extended (the backlog needs ~12 s)
+    # ended at TimeoutStopSec=3, not before, not extended (the backlog needs ~12 s): its work left undone
+    assert 3 <= took < 3 + 5 and left > 0, (took, left)
     print('stop with {0} WAL segments to archive, no PATRONI_STOP_TIMEOUT_MAX: ended after {1:.1f} s'.format(
         backlog, took))
 
@@ -566,7 +580,7 @@ def test_stop_without_progress_ends_at_the_limit(harness):
         took = time.monotonic() - started
         state = harness.show('patroni.service', 'ActiveState', 'Result')
         assert state['Result'] == 'timeout' and state['ActiveState'] in ('inactive', 'failed'), state
-        assert took < 3 + 20, took  # generous; extended, it would take at least 30 s more
+        assert 3 <= took < 3 + 20, took  # generous; extended, it would take at least 30 s more
         print('stop of a PostgreSQL that makes no progress, TimeoutStopSec=3: ended after {0:.1f} s'.format(took))
     finally:
         if pids:  # PostgreSQL resumes, and shuts down (Patroni may have been killed before it asked)
@@ -591,7 +605,7 @@ def wal_backlog(harness, node, segments):
 
 def end_postgres(harness, node):
     """PostgreSQL left running by a Patroni that systemd killed (KillMode=process): end it and its children, and
-    what they started (an archive_command), by PID."""
+    what they started (an archive_command), by PID; its WAL not yet archived is marked archived."""
     data_dir = os.path.join(node.dir, 'data')
     if not os.path.exists(os.path.join(data_dir, 'postmaster.pid')):
         return
@@ -602,6 +616,12 @@ def end_postgres(harness, node):
     wait_for(lambda: harness.run('kill', '-0', pids[0]).returncode != 0, 30, 'PostgreSQL gone')
     if os.path.exists(os.path.join(data_dir, 'postmaster.pid')):
         os.unlink(os.path.join(data_dir, 'postmaster.pid'))
+    # the WAL it had yet to archive (a stop of a slow archiver cut short) counts as archived: the next test's backlog
+    # is its own (it would archive these first, 1 s a segment, and its stop would take that much longer)
+    status_dir = os.path.join(data_dir, 'pg_wal', 'archive_status')
+    for name in os.listdir(status_dir) if os.path.isdir(status_dir) else []:
+        if name.endswith('.ready'):
+            os.rename(os.path.join(status_dir, name), os.path.join(status_dir, name[:-len('.ready')] + '.done'))
 
 
 def leader_running(harness, node):
@@ -609,10 +629,13 @@ def leader_running(harness, node):
              and patroni_status(harness).get('role') == 'primary', 60, 'PostgreSQL running as primary\n' + node.tail())
 
 
-def test_watchdog_restarts_patroni_whose_ha_loop_hangs_while_it_lives(harness):
+@pytest.mark.parametrize('unit_harness', ['hardened'], indirect=True)
+def test_watchdog_restarts_patroni_whose_ha_loop_hangs_while_it_lives(unit_harness):
     """WatchdogSec=: the pings come from the HA loop, not from any thread. A leader that loses the DCS demotes
     itself inside the HA cycle; a before_stop script that never returns hangs that cycle while the REST API still
-    answers: systemd restarts Patroni."""
+    answers: systemd restarts Patroni. Under hardening.conf: the watchdog's restart of a sandboxed Patroni (the
+    shipped unit as it is: test_watchdog_restarts_a_hung_patroni)."""
+    harness = unit_harness
     node = harness.patched
     node.write(before_stop='/bin/sleep 1000')
     path = dropin(harness, 'watchdog.conf', '[Service]\nWatchdogSec=15\nTimeoutAbortSec=2\nRestartSec=1\n')
@@ -637,6 +660,7 @@ def test_watchdog_restarts_patroni_whose_ha_loop_hangs_while_it_lives(harness):
         harness.systemctl('stop', 'patroni.service')
         end_postgres(harness, node)
         harness.systemctl('reset-failed', 'patroni.service')
+        node.write()  # no before_stop that hangs for the tests after this one
 
 
 def test_watchdog_never_kills_a_demote_whose_shutdown_works(harness):
@@ -705,10 +729,11 @@ def test_stop_extension_is_bounded(harness):
     """A shutdown that works (the archiver takes 1 s a segment) but outlasts PATRONI_STOP_TIMEOUT_MAX=6 is extended
     up to that bound only: systemd ends the stop there."""
     node = harness.patched
-    backlog, took, state = slow_stop(harness, node, 'Environment=PATRONI_STOP_TIMEOUT_MAX=6\n', 16)
+    backlog, took, state, left = slow_stop(harness, node, 'Environment=PATRONI_STOP_TIMEOUT_MAX=6\n', 16)
     assert backlog >= 12, backlog
     assert state['Result'] == 'timeout', (state, node.tail())
-    assert 4 < took < 6 + 5, took  # extended past TimeoutStopSec=3, ended at the bound (the backlog needs ~12 s)
+    # extended past TimeoutStopSec=3, ended at the bound (the backlog needs ~12 s): its work left undone
+    assert 4 < took < 6 + 5 and left > 0, (took, left)
     print('stop with {0} WAL segments to archive, bound 6 s: ended after {1:.1f} s'.format(backlog, took))
 
 
@@ -716,7 +741,8 @@ def slow_stop(harness, node, dropin_lines, segments):
     """Start the leader with an archiver that takes 1 s a segment, leave *segments* WAL segments to archive and stop
     it with ``TimeoutStopSec=3`` and *dropin_lines*.
 
-    :returns: the backlog when the stop began, the seconds the stop took, and the unit's ActiveState and Result.
+    :returns: the backlog when the stop began, the seconds the stop took, the unit's ActiveState and Result, and the
+        segments still to archive when the stop ended.
     """
     node.write(parameters={'archive_mode': 'on', 'archive_command': 'sleep 1'})
     path = dropin(harness, 'stop.conf', '[Service]\nTimeoutStopSec=3\n' + dropin_lines)
@@ -727,12 +753,15 @@ def slow_stop(harness, node, dropin_lines, segments):
         started = time.monotonic()
         harness.systemctl('stop', 'patroni.service', timeout=90)
         took = time.monotonic() - started
-        return backlog, took, harness.show('patroni.service', 'ActiveState', 'Result')
+        status_dir = os.path.join(node.dir, 'data', 'pg_wal', 'archive_status')
+        left = len([f for f in os.listdir(status_dir) if f.endswith('.ready')])
+        return backlog, took, harness.show('patroni.service', 'ActiveState', 'Result'), left
     finally:
         os.unlink(path)
         harness.systemctl('daemon-reload')
         end_postgres(harness, node)
         harness.systemctl('reset-failed', 'patroni.service')
+        node.write()
 
 
 def show_work_mem(systemd, check=True):

@@ -1,0 +1,76 @@
+"""The helpers of tests/realparts.py that the real-parts tests rely on to tell right from wrong (fast, no daemon)."""
+
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from realparts import ephemeral_ports, free_port, sequence_error, sighup_handler_order
+
+
+def test_free_port_is_outside_the_ephemeral_range_and_never_given_twice():
+    """Issue 24, item 5: free_port() used to bind port 0 and close it, handing out a port of the ephemeral range,
+    which any bind to port 0 or outgoing connection of the machine could take before the daemon bound it."""
+    low, high = ephemeral_ports()
+    ports = [free_port() for _ in range(200)]
+    assert not [p for p in ports if low <= p <= high], (low, high, ports)
+    assert len(set(ports)) == len(ports)
+    with socket.socket() as s:  # and it is free
+        s.bind(('127.0.0.1', ports[-1]))
+
+
+def counted(names):
+    """The check test_notify_integration made before: the RELOADING=1 and READY=1 counted, not their order."""
+    return names[0] == 'READY=1' and names[-1] == 'STOPPING=1' and \
+        names.count('RELOADING=1') == names.count('READY=1') - 1
+
+
+@pytest.mark.parametrize('names', [
+    ['READY=1', 'STOPPING=1'],
+    ['READY=1', 'RELOADING=1', 'READY=1', 'RELOADING=1', 'READY=1', 'STOPPING=1'],
+])
+def test_sequence_well_formed(names):
+    assert sequence_error(names) == '' and counted(names)
+    assert sequence_error(names[:-1], stopped=False) == ''
+
+
+@pytest.mark.parametrize('names', [
+    # two reloads open at once, then two READY=1: counted, they pass
+    ['READY=1', 'RELOADING=1', 'RELOADING=1', 'READY=1', 'READY=1', 'STOPPING=1'],
+    # READY=1 twice in a row, a reload left open
+    ['READY=1', 'READY=1', 'RELOADING=1', 'STOPPING=1'],
+])
+def test_sequence_out_of_order_is_caught_where_counting_was_not(names):
+    assert counted(names), 'the old check let it pass'
+    assert sequence_error(names) != ''
+
+
+@pytest.mark.parametrize('names, stopped', [
+    (['RELOADING=1', 'READY=1', 'STOPPING=1'], True),
+    (['READY=1', 'RELOADING=1', 'STOPPING=1'], True),
+    (['READY=1', 'STOPPING=1', 'READY=1'], True),
+    (['READY=1', 'RELOADING=1'], False),
+    ([], False),
+])
+def test_sequence_errors(names, stopped):
+    assert sequence_error(names, stopped) != ''
+
+
+HANDLER = 'import signal; signal.signal(signal.SIGHUP, lambda *a: None)'
+PAUSE = 'import time; time.sleep(0.3)'
+
+
+@pytest.mark.parametrize('program, order', [
+    ('; '.join((HANDLER, PAUSE, 'import yaml', PAUSE)), 'early'),
+    ('; '.join(('import yaml', PAUSE, HANDLER, PAUSE)), 'late'),
+])
+def test_sighup_handler_order_tells_early_from_late(program, order):
+    """The watcher of test_notify_integration's plain-exec trials, on two small programs: one that handles SIGHUP
+    before it imports PyYAML, one after."""
+    proc = subprocess.Popen([sys.executable, '-c', program + '; time.sleep(5)'])
+    try:
+        assert sighup_handler_order(proc) == order
+    finally:
+        proc.kill()
+        proc.wait(10)
