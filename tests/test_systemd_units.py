@@ -34,7 +34,7 @@ from systemd_harness import debian_root, etcd_unit, hardening_dropins, host_drop
 pytestmark = pytest.mark.slow
 
 TRIALS = int(os.environ.get('SDNOTIFY_TRIALS', '3'))  # a cell of the start+reload matrix
-FRESH_TRIALS = int(os.environ.get('SDNOTIFY_FRESH_TRIALS', '10'))
+FRESH_TRIALS = int(os.environ.get('SDNOTIFY_FRESH_TRIALS', '5'))
 # reloads flipping work_mem, every other one with the postmaster held
 BARRIER_TRIALS = int(os.environ.get('SDNOTIFY_BARRIER_TRIALS', '6'))
 # how long the postmaster is held (SIGSTOP) in a slow reload: longer than Patroni waits for PostgreSQL to load the file
