@@ -10,8 +10,11 @@
 #   tests/debian_root.sh suite --minimal   .cache/<suite>-minimal: minbase alone, nothing added (what a minimal
 #                                          Debian has; tests/test_fresh_debian.py runs the README's install in it).
 # The mirror is the one the machine's apt already uses (or $SDNOTIFY_DEBIAN_MIRROR). debootstrap is bounded
-# ($SDNOTIFY_STEP_TIMEOUT seconds, default 600). Exit code 2: the mirror could not be used (unreachable, or no mirror
-# configured); 1: anything else.
+# ($SDNOTIFY_STEP_TIMEOUT seconds, default 600); a suite newer than the machine's debootstrap (forky on Debian 12's)
+# is made with its script for sid, which every current suite uses. Exit code 2 only when the mirror cannot be
+# reached (its name does not resolve, the connection is refused or times out: wget's exit status 4 for the
+# suite's Release file, asked after debootstrap failed); 1: anything else, a 404 (a wrong or removed suite)
+# included.
 set -eu
 cd "$(dirname "$0")/.."
 SUITE=${1:-trixie}
@@ -37,19 +40,26 @@ MIRROR=${SDNOTIFY_DEBIAN_MIRROR:-$(sed -n 's/^URIs:[[:space:]]*//p' /etc/apt/sou
 MIRROR=${MIRROR:-$(awk '$1 == "deb" { print $2; exit }' /etc/apt/sources.list 2>/dev/null)}
 if [ -z "$MIRROR" ]; then
     echo "debian_root.sh: no Debian mirror in /etc/apt/sources.list*; set SDNOTIFY_DEBIAN_MIRROR" >&2
-    exit 2
+    exit 1
+fi
+SCRIPT=
+if [ ! -e "/usr/share/debootstrap/scripts/$SUITE" ]; then
+    SCRIPT=/usr/share/debootstrap/scripts/sid
 fi
 mkdir -p .cache
 rm -rf "$DEST.tmp"
 LOG=.cache/debootstrap-$(basename "$DEST").log
 # shellcheck disable=SC2086
 if ! timeout "${SDNOTIFY_STEP_TIMEOUT:-600}" debootstrap --variant=minbase $INCLUDE "$SUITE" "$DEST.tmp" "$MIRROR" \
-        >"$LOG" 2>&1
+        $SCRIPT >"$LOG" 2>&1
 then
     echo "debian_root.sh: debootstrap $SUITE from $MIRROR failed (last line: $(tail -n1 "$LOG"))" >&2
     rm -rf "$DEST.tmp"
-    # the first thing debootstrap fetches is the suite's Release file
-    if grep -q -e 'Failed getting release file' -e 'Temporary failure resolving' -e 'Could not resolve' "$LOG"; then
+    # unreachable (wget: 4, a network failure) or not (0, or 8: the server answered, e.g. 404)
+    status=0
+    timeout 60 wget -q --spider --tries=1 --timeout=20 "$MIRROR/dists/$SUITE/Release" || status=$?
+    if [ "$status" -eq 4 ]; then
+        echo "debian_root.sh: the mirror $MIRROR cannot be reached" >&2
         exit 2
     fi
     exit 1
