@@ -37,7 +37,7 @@ BUILD = os.path.join(ROOT, 'build')
 SUITE = 'trixie'
 # which build serves which suite: trixie's .deb (Depends: python3:any and packages both suites have, PostgreSQL
 # through postgresql-common, units for systemd >= 253) installs on forky too; bookworm's systemd 252 has no
-# Type=notify-reload, so bookworm gets a build of its own from the same source (bookworm_source())
+# Type=notify-reload, so bookworm gets a build of its own from the same source (for_bookworm())
 BUILDS = {'trixie': 'trixie', 'forky': 'trixie', 'bookworm': 'bookworm'}
 BUILD_ROOT = os.path.join(ROOT, '.cache', SUITE + '-build')
 # the .debs apt downloads for the build root, kept between runs (a new build root needs no new download)
@@ -116,6 +116,8 @@ BOOKWORM_ENTRY = """patroni ({version}) bookworm; urgency=medium
     the units are Type=notify with ExecReload=/usr/bin/patroni_systemd_reload
     (installed), which returns once Patroni has applied the reload; no
     Breaks: systemd (<< 253).
+  * python3-cdiff for python3-ydiff, which bookworm lacks (patronictl falls
+    back to cdiff; debian/py3dist-overrides maps the requirement).
 
  -- patroni-sdnotify <dev@patroni-sdnotify.invalid>  {date}
 
@@ -141,6 +143,11 @@ def for_bookworm(debian: str, version: str) -> str:
     control = control.replace('\nBreaks: systemd (<< 253)\n', '\n').replace(
         'Its units are Type=notify-reload (systemd >= 253).',
         'Its units are Type=notify, reloaded by patroni_systemd_reload.')
+    # bookworm has no python3-ydiff: patronictl falls back to cdiff (as bookworm's patroni 3.0.2 depends on it)
+    assert control.count('python3-ydiff') == 2, control
+    control = control.replace('python3-ydiff', 'python3-cdiff')
+    with open(os.path.join(debian, 'py3dist-overrides'), 'w') as f:
+        f.write('ydiff python3-cdiff\n')
     with open(os.path.join(debian, 'control'), 'w') as f:
         f.write(control)
     shutil.copyfile(os.path.join(ROOT, 'patroni_systemd_reload.py'), os.path.join(debian, 'patroni_systemd_reload'))

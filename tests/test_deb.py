@@ -43,6 +43,7 @@ CYCLE = re.compile(r'INFO: Lock owner: .*; I am node1\n.*INFO: (?!Lock owner)(.+
 # patroni.service's own configuration (Debian's /etc/patroni/config.yml): a second cluster beside the instance's
 SERVICE = 'patroni.service'
 SERVICE_CONFIG = '/etc/patroni/config.yml'
+UNIT_DIRS = ['/usr/lib/systemd/system/', '/lib/systemd/system/']
 _BUILT = {}
 
 
@@ -150,11 +151,13 @@ def journal(tier):
 
 
 def entries(tier, unit):
-    """The journal entries (dicts, journalctl -o json) of *unit*'s current invocation."""
-    invocation = tier.show(unit, 'InvocationID')['InvocationID']
-    assert invocation, unit
-    out = sh(tier, 'journalctl --no-pager -o json _SYSTEMD_INVOCATION_ID=' + invocation)
-    return [json.loads(line) for line in out.splitlines() if line.strip()]
+    """The journal entries (dicts, journalctl -o json) of *unit*'s processes since its current start began
+    (InactiveExitTimestampMonotonic)."""
+    since = int(tier.show(unit, 'InactiveExitTimestampMonotonic')['InactiveExitTimestampMonotonic'])
+    assert since > 0, unit
+    out = sh(tier, 'journalctl --no-pager -o json _SYSTEMD_UNIT=' + unit)
+    found = [json.loads(line) for line in out.splitlines() if line.strip()]
+    return [e for e in found if int(e['__MONOTONIC_TIMESTAMP']) >= since]
 
 
 def first_cycle_entry(tier, unit):
@@ -209,8 +212,7 @@ def test_the_suites_own_stack_and_our_version_above_its_patroni(tier):
     """The root is the suite it says (its systemd, PostgreSQL, Python, Debian's patroni), and our .deb's version
     sorts above the suite's own patroni (an upgrade; the control: Debian's next revision sorts above ours)."""
     python = sh(tier, 'python3 -c "import sys; print(\'%d.%d\' % sys.version_info[:2])"').strip()
-    ours = sh(tier, "dpkg-deb -f /tmp/ours.deb Version 2>/dev/null || { cp {0} /tmp/ours.deb; "
-                    "dpkg-deb -f /tmp/ours.deb Version; }}".replace('{0}', tier.deb)).strip()
+    ours = sh(tier, 'cp {0} /tmp/ours.deb && dpkg-deb -f /tmp/ours.deb Version'.format(tier.deb)).strip()
     print('{0}: systemd {1}, PostgreSQL {2}, Python {3}, Debian\'s patroni {4}; ours {5}'.format(
         tier.suite, tier.systemd_version, tier.pg, python, tier.debian_version, ours))
     assert tier.systemd_version == SYSTEMD[tier.suite], tier.systemd_version
@@ -299,8 +301,9 @@ def test_our_deb_installs_over_debians_without_restarting_it(tier):
             # the old Patroni still runs, systemd has our unit loaded already
             assert state['ActiveState'] == 'active' and state['NeedDaemonReload'] == 'no', (unit, state)
             assert state['Type'] == ('notify-reload' if tier.notify_reload else 'notify'), (unit, state)
-            assert state['FragmentPath'] == '/usr/lib/systemd/system/' + unit.split('@')[0].split('.')[0] + (
-                '@.service' if '@' in unit else '.service'), (unit, state)
+            # Debian's unit path (bookworm's debhelper: /lib, the same directory under merged /usr)
+            assert state['FragmentPath'] in [d + unit.split('@')[0].split('.')[0] + (
+                '@.service' if '@' in unit else '.service') for d in UNIT_DIRS], (unit, state)
         probe = '/etc/systemd/system/patroni@.service.d/zz-probe.conf'
         sh(tier, 'mkdir -p {0} && printf "[Service]\\n" >{1}'.format(os.path.dirname(probe), probe))
         assert tier.show(tier.instance, 'NeedDaemonReload')['NeedDaemonReload'] == 'yes'
@@ -348,7 +351,7 @@ def test_our_deb_installs_over_debians_without_restarting_it(tier):
     else:
         # bookworm's build: Type=notify, the reload waited for by patroni_systemd_reload
         assert state['Type'] == 'notify' and 'path=/usr/bin/patroni_systemd_reload ;' in state['ExecReload'], state
-    assert state['FragmentPath'] == '/usr/lib/systemd/system/patroni@.service', state
+    assert state['FragmentPath'] in [d + 'patroni@.service' for d in UNIT_DIRS], state
     assert 'PATRONI_CONFIG_FILE={0}'.format(tier.conf) in state['Environment'], state
     assert state['SyslogIdentifier'] == tier.tag and state['User'] == 'postgres', state
     # one EnvironmentFiles= line per file: Debian's shared env.conf first
