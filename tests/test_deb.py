@@ -35,6 +35,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 SUITES = os.environ.get('SDNOTIFY_DEB_SUITES', 'bookworm trixie forky').split()
 # each suite's systemd, and what Debian's patroni there is (what ours is installed over)
 SYSTEMD = {'bookworm': 252, 'trixie': 257, 'forky': 262}
+POSTGRESQL = {'bookworm': '15', 'trixie': '17', 'forky': '18'}
+PYTHON = {'bookworm': '3.11', 'trixie': '3.13', 'forky': '3.14'}
 DEBIAN_PATRONI = {'bookworm': '3.0.2', 'trixie': '4.0.7', 'forky': '4.1.5'}
 TRIALS = int(os.environ.get('SDNOTIFY_DEB_TRIALS', '10'))
 CONTROL_TRIALS = 3
@@ -68,6 +70,8 @@ def config(pg, scope='deb', api=8008, port=5432, cluster='test'):
         'restapi': {'listen': '127.0.0.1:{0}'.format(api), 'connect_address': '127.0.0.1:{0}'.format(api)},
         'etcd3': {'hosts': '127.0.0.1:2379'},
         'bootstrap': {'dcs': {'ttl': 20, 'loop_wait': 2, 'retry_timeout': 5}},
+        # each line starts with the time its record was made (µs): Patroni's logger thread writes it later
+        'log': {'format': '%(created).6f %(levelname)s: %(message)s'},
         'postgresql': {
             'listen': '127.0.0.1:{0}'.format(port), 'connect_address': '127.0.0.1:{0}'.format(port), 'data_dir': data,
             'bin_dir': '/usr/lib/postgresql/{0}/bin'.format(pg), 'pgpass': '/var/lib/postgresql/{0}/pgpass'.format(pg),
@@ -171,14 +175,23 @@ def first_cycle_entry(tier, unit):
 
 
 def cycle_versus_active(tier, unit):
-    """(the first cycle's line's journal monotonic time, the unit's ActiveEnterTimestampMonotonic), in µs, both of
-    this boot (the entry's _BOOT_ID is the root's)."""
+    """When the first HA cycle's result line of *unit* was made and when journald received it, and the unit's
+    ActiveEnterTimestampMonotonic: monotonic µs of this boot (the entry's _BOOT_ID is the root's). Patroni's logger
+    thread writes a record after the call that made it, so journald's receipt (__MONOTONIC_TIMESTAMP; a stream has
+    no _SOURCE_MONOTONIC_TIMESTAMP) can come after a READY=1 sent right behind the call: the order is the record's
+    own time (the line's first field, %(created) of the configuration's log format), taken to the monotonic clock by
+    the entry's own pair of clocks (__REALTIME_TIMESTAMP - __MONOTONIC_TIMESTAMP, read together by journald)."""
     entry = wait_for(lambda: first_cycle_entry(tier, unit), 120, 'the first HA cycle of ' + unit)
     boot = sh(tier, 'cat /proc/sys/kernel/random/boot_id').strip().replace('-', '')
     assert entry['_BOOT_ID'] == boot, (entry, boot)
     active = int(tier.show(unit, 'ActiveEnterTimestampMonotonic')['ActiveEnterTimestampMonotonic'])
     assert active > 0, unit
-    return int(entry.get('_SOURCE_MONOTONIC_TIMESTAMP') or entry['__MONOTONIC_TIMESTAMP']), active, entry['MESSAGE']
+    received = int(entry.get('_SOURCE_MONOTONIC_TIMESTAMP') or entry['__MONOTONIC_TIMESTAMP'])
+    made = re.match(r'^(\d+)\.(\d{6}) ', entry['MESSAGE'])
+    assert made, entry['MESSAGE']
+    offset = int(entry['__REALTIME_TIMESTAMP']) - int(entry['__MONOTONIC_TIMESTAMP'])
+    created = int(made.group(1)) * 1000000 + int(made.group(2)) - offset
+    return created, received, active, entry['MESSAGE']
 
 
 def start_reload(tier):
@@ -215,7 +228,8 @@ def test_the_suites_own_stack_and_our_version_above_its_patroni(tier):
     ours = sh(tier, 'cp {0} /tmp/ours.deb && dpkg-deb -f /tmp/ours.deb Version'.format(tier.deb)).strip()
     print('{0}: systemd {1}, PostgreSQL {2}, Python {3}, Debian\'s patroni {4}; ours {5}'.format(
         tier.suite, tier.systemd_version, tier.pg, python, tier.debian_version, ours))
-    assert tier.systemd_version == SYSTEMD[tier.suite], tier.systemd_version
+    assert (tier.systemd_version, tier.pg, python) == (SYSTEMD[tier.suite], POSTGRESQL[tier.suite],
+                                                       PYTHON[tier.suite])
     assert tier.debian_version.startswith(DEBIAN_PATRONI[tier.suite] + '-'), tier.debian_version
     assert sh(tier, 'dpkg --compare-versions {0} gt {1} && echo above'.format(ours, tier.debian_version)) == 'above\n'
     later = later_debian_revision()
@@ -287,9 +301,9 @@ def test_our_deb_installs_over_debians_without_restarting_it(tier):
     try:
         wait_running(tier, "Debian's Patroni")
         wait_running(tier, "Debian's patroni.service", 8009, service_data)
-        cycle, active, line = cycle_versus_active(tier, tier.instance)
-        print("Debian's Type=simple unit: active at {0} µs, the first cycle's line {1} µs later: {2}".format(
-            active, cycle - active, line))
+        cycle, received, active, line = cycle_versus_active(tier, tier.instance)
+        print("{0}: Debian's Type=simple unit active, then its first cycle's line made {1} µs later (received {2} "
+              "µs later): {3}".format(tier.suite, cycle - active, received - active, line))
         assert cycle > active, (cycle, active, line)
         old = running_pids(tier), running_pids(tier, SERVICE, service_data)
         assert all(main != '0' and postmaster for main, postmaster in old), old
@@ -365,8 +379,8 @@ def test_our_deb_installs_over_debians_without_restarting_it(tier):
 
 def test_start_is_ready_after_the_first_ha_cycle_in_the_journal(tier):
     """`systemctl start` returns once READY=1 came, which Patroni sends after its first HA cycle: the cycle's line
-    is in the journal under the unit's tag with a journal monotonic time (same boot) before the unit's
-    ActiveEnterTimestampMonotonic. The control (test_our_deb_installs_over_debians_without_restarting_it): under
+    is in the journal under the unit's tag, made (its record's time on the monotonic clock, same boot: see
+    cycle_versus_active) before the unit's ActiveEnterTimestampMonotonic. The control (test_our_deb_installs_over_debians_without_restarting_it): under
     Debian's Type=simple unit the same comparison puts the first cycle after. Our Patroni never loads
     python3-systemd (the control: python3 importing it maps its _daemon module, which the check looks for)."""
     result = tier.systemctl('start', tier.instance, timeout=300)
@@ -374,10 +388,10 @@ def test_start_is_ready_after_the_first_ha_cycle_in_the_journal(tier):
         assert result.returncode == 0, result.stderr + tier.run(
             'journalctl', '--no-pager', '-n', '60', in_root=True).stdout + tier.systemctl(
             'status', 'systemd-journald.service').stdout
-        cycle, active, line = cycle_versus_active(tier, tier.instance)
-        print('{0}: the first cycle\'s line {1} µs before the unit was active: {2}'.format(
-            tier.suite, active - cycle, line))
-        assert cycle < active, (cycle, active, line)
+        cycle, received, active, line = cycle_versus_active(tier, tier.instance)
+        print('{0}: the first cycle\'s line made {1} µs before the unit was active (received by journald {2} µs '
+              'before): {3}'.format(tier.suite, active - cycle, active - received, line))
+        assert cycle < active, (cycle, received, active, line)
         # under the unit's journal tag
         assert CYCLE.search(journal(tier)), journal(tier)[-3000:]
         state = tier.show(tier.instance, 'ActiveState', 'SubState', 'StatusText', 'NRestarts', 'MainPID')
