@@ -50,6 +50,8 @@ def build_root_of(suite: str) -> str:
 
 def debs_of(suite: str) -> str:
     return os.path.join(ROOT, '.cache', suite + '-debs')
+
+
 STEP = int(os.environ.get('SDNOTIFY_STEP_TIMEOUT', '600'))
 # the tools of the build root besides the Build-Depends
 TOOLS = ['build-essential', 'lintian', 'fakeroot']
@@ -353,13 +355,17 @@ DEBIAN_PATRONI = '4.1.5-2'
 DEBIAN_PATRONI_SUITE = 'forky'
 INTEGRATION = ['usr/bin/pg_createconfig_patroni', 'usr/share/patroni/pg_createcluster_patroni',
                'usr/share/patroni/pg_clonecluster_patroni', 'etc/patroni/config.yml.in']
+# testing's Release file carries a Valid-Until (a week); a mirror that serves a snapshot of it, as this machine's,
+# is "expired" for apt (stable's has none). The signatures are still checked.
+VALID_UNTIL = '-o Acquire::Check-Valid-Until=false'
 # apt of the build root (trixie) made to read another suite of the same mirror, in lists of its own: the mirror is
 # the one of the root's sources.list (debootstrap wrote it), the suite's name replaced
 OTHER_SUITE = """rm -rf /tmp/suite && mkdir -p /tmp/suite/lists/partial
 sed -n 's/^deb \\([^ ]*\\) {suite} main$/deb \\1 {other} main/p' /etc/apt/sources.list >/tmp/suite/sources.list
 test -s /tmp/suite/sources.list
 set -- -o Dir::Etc::SourceList=/tmp/suite/sources.list -o Dir::Etc::SourceParts=/nonexistent \\
-    -o Dir::State::Lists=/tmp/suite/lists -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache=
+    -o Dir::State::Lists=/tmp/suite/lists -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache= \\
+    {valid}
 apt-get "$@" update -qq
 cd /build && apt-get "$@" download -q patroni={version} >/dev/null
 rm -rf /tmp/suite
@@ -377,7 +383,8 @@ def debian_integration() -> str:
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     build_root(build_depends(read(os.path.join(HERE, 'debian', 'control'))), tmp)
-    result = in_root(OTHER_SUITE.format(suite=SUITE, other=DEBIAN_PATRONI_SUITE, version=DEBIAN_PATRONI), tmp)
+    result = in_root(OTHER_SUITE.format(suite=SUITE, other=DEBIAN_PATRONI_SUITE, version=DEBIAN_PATRONI,
+                                        valid=VALID_UNTIL), tmp)
     debs = [n for n in os.listdir(tmp) if n.startswith('patroni_') and n.endswith('.deb')]
     if result.returncode != 0 or not debs:
         raise Error("Debian's patroni {0} cannot be downloaded from {1}: {2}".format(
@@ -402,7 +409,7 @@ PROOF_ROOT = os.path.join(ROOT, '.cache', SUITE + '-proof')
 # as autopkgtest installs them before the tests; apt-utils (apt-ftparchive) for the test's own apt archives.
 PROOF_SCRIPT = """mkdir -p /etc/postgresql-common /root/debs
 printf 'create_main_cluster = false\\n' >/etc/postgresql-common/createcluster.conf
-apt-get update -qq
+apt-get {valid} update -qq
 apt-get install -y -qq --no-install-recommends postgresql patroni python3-etcd etcd-server apt-utils >/dev/null
 cp /var/cache/apt/archives/patroni_*.deb /root/debs/
 dpkg --purge patroni >/dev/null
@@ -441,7 +448,7 @@ def proof_root(suite: str = SUITE) -> str:
         f.write('#!/bin/sh\n# patroni-sdnotify proof root: no service starts while packages install\nexit 101\n')
     os.chmod(os.path.join(tmp, 'usr', 'sbin', 'policy-rc.d'), 0o755)
     os.makedirs(BUILD, exist_ok=True)
-    result = in_root(PROOF_SCRIPT, BUILD, root=tmp, debs=debs_of(suite))
+    result = in_root(PROOF_SCRIPT.format(valid=VALID_UNTIL), BUILD, root=tmp, debs=debs_of(suite))
     if result.returncode != 0:
         shutil.rmtree(tmp, ignore_errors=True)
         lines = result.stdout.strip().splitlines() or ['?']
@@ -534,8 +541,8 @@ def main(argv: List[str]) -> int:
     # deb and proof-root take a suite (default trixie)
     per_suite = {'deb': lambda suite: deb(suite=suite), 'proof-root': proof_root}
     if not (len(argv) == 1 and argv[0] in commands or len(argv) == 2 and argv[0] in per_suite):
-        sys.stderr.write('usage: packaging/build.py {0} | {1} SUITE\n'.format('|'.join(commands),
-                                                                           '|'.join(per_suite)))
+        sys.stderr.write('usage: packaging/build.py {0} | {1} SUITE\n'.format(
+            '|'.join(commands), '|'.join(per_suite)))
         return 1
     try:
         path = per_suite[argv[0]](argv[1]) if len(argv) == 2 else commands[argv[0]]()

@@ -474,7 +474,7 @@ def test_every_example_starts_patroni_on_the_packages_units(tier, which):
     try:
         for name in dropins:
             sh(tier, 'mkdir -p /etc/systemd/system/{0}.d && cp /usr/share/doc/patroni/examples/{1} '
-                       '/etc/systemd/system/{0}.d/ && systemctl daemon-reload'.format(template, name))
+                     '/etc/systemd/system/{0}.d/ && systemctl daemon-reload'.format(template, name))
             try:
                 result = tier.systemctl('start', unit, timeout=300)
                 assert result.returncode == 0, result.stderr + journal(tier)[-2000:]
@@ -518,8 +518,8 @@ def test_example_hardening_runs_debians_layout_unchanged(tier):
     sh(tier, install.format(os.path.dirname(dropin), dropin))
     before = len(journal(tier))
     try:
-        assert tier.show(tier.instance, 'ProtectSystem', 'PrivateTmp') == {'ProtectSystem': 'strict',
-                                                                            'PrivateTmp': 'yes'}
+        sandbox = tier.show(tier.instance, 'ProtectSystem', 'PrivateTmp')
+        assert sandbox == {'ProtectSystem': 'strict', 'PrivateTmp': 'yes'}, sandbox
         result = tier.systemctl('start', tier.instance, timeout=300)
         assert result.returncode == 0, result.stderr + journal(tier)[before:]
         wait_for(lambda: (tier.http_json('http://127.0.0.1:8008/patroni') or {}).get('role') == 'primary'
@@ -530,7 +530,7 @@ def test_example_hardening_runs_debians_layout_unchanged(tier):
         fields = dict(line.split(':\t') for line in status.splitlines())
         assert fields == {'NoNewPrivs': '1', 'Seccomp': '2', 'CapBnd': '0' * 16}, status
         sh(tier, 'psql -h 127.0.0.1 -U postgres -d postgres -XAtc "CREATE TABLE IF NOT EXISTS sandboxed AS '
-                   'SELECT 1 AS i; CHECKPOINT"')
+                 'SELECT 1 AS i; CHECKPOINT"')
         stop_result = tier.systemctl('stop', tier.instance, timeout=300)
         assert stop_result.returncode == 0, stop_result.stderr
         assert tier.show(tier.instance, 'Result') == {'Result': 'success'}
@@ -690,7 +690,7 @@ def test_remove_stops_a_running_instance_and_keeps_configuration_and_data(tier):
     assert running[0] != '0' and running[1], running
     try:
         sh(tier, 'apt-get install -y -q --reinstall /tmp/ours.deb >/tmp/apt.log 2>&1 '
-                   '|| { tail -n 20 /tmp/apt.log; exit 1; }')
+                 '|| { tail -n 20 /tmp/apt.log; exit 1; }')
         assert running_pids(tier) == running
         assert tier.show(tier.instance, 'ActiveState')['ActiveState'] == 'active'
         sh(tier, 'apt-get remove -y -q patroni >/tmp/apt.log 2>&1 || { tail -n 20 /tmp/apt.log; exit 1; }')
