@@ -18,6 +18,8 @@ reached (a name that does not resolve, a connection refused or timed out; as tes
 package the suite has superseded, is a failure (exit 1). Nothing outside build/ and .cache/ is written.
 """
 
+import datetime
+import email.utils
 import hashlib
 import os
 import re
@@ -136,7 +138,9 @@ def bookworm_unit(text: str) -> str:
 def for_bookworm(debian: str, version: str) -> str:
     """Make the copied debian/ directory *debian* the bookworm build's; returns its version."""
     changelog = read(os.path.join(debian, 'changelog'))
-    date = re.search(r'^ -- .*?  (.*)$', changelog, re.M).group(1)
+    # a second after the entry it is built from (lintian: a new entry has a new date)
+    date = email.utils.format_datetime(email.utils.parsedate_to_datetime(
+        re.search(r'^ -- .*?  (.*)$', changelog, re.M).group(1)) + datetime.timedelta(seconds=1))
     bookworm = version + BOOKWORM_SUFFIX
     with open(os.path.join(debian, 'changelog'), 'w') as f:
         f.write(BOOKWORM_ENTRY.format(version=bookworm, base=version, date=date) + changelog)
@@ -472,7 +476,8 @@ def deb(out: Optional[str] = None, suite: str = SUITE) -> str:
     suite = BUILDS[suite]
     out = out or os.path.join(BUILD, 'deb' if suite == SUITE else 'deb-' + suite)
     dsc = source(out, suite)
-    depends = build_depends(read(os.path.join(HERE, 'debian', 'control')))
+    # the source package's own (bookworm's build changes them)
+    depends = build_depends(read(dsc))
     build_root(depends, out, suite)
     name = os.path.basename(dsc)
     version = name[len('patroni_'):-len('.dsc')]

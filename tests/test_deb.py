@@ -85,9 +85,8 @@ def config(pg, scope='deb', api=8008, port=5432, cluster='test'):
 
 
 def deb_for(suite):
-    if packaging_build.BUILDS[suite] == 'bookworm':
-        return os.environ.get('SDNOTIFY_DEB_BOOKWORM') or build('deb', suite)
-    return os.environ.get('SDNOTIFY_DEB') or build('deb', suite)
+    given = os.environ.get('SDNOTIFY_DEB_BOOKWORM' if packaging_build.BUILDS[suite] == 'bookworm' else 'SDNOTIFY_DEB')
+    return os.path.join(ROOT, given) if given else build('deb', suite)
 
 
 @pytest.fixture(scope='module', params=SUITES)
@@ -164,24 +163,27 @@ def entries(tier, unit):
     return [e for e in found if int(e['__MONOTONIC_TIMESTAMP']) >= since]
 
 
-def first_cycle_entry(tier, unit):
-    """The journal entry of the result of *unit*'s first HA cycle (the line after ``Lock owner: ...; I am node1``)
-    in its current invocation, or None."""
+def first_cycle_entry(tier, unit, result=None):
+    """The journal entry of *unit*'s first HA cycle since its start, or None: the line logging *result*, what the
+    cycle did (Patroni logs it, sets it as STATUS= and only then sends READY=1), after the cycle's ``Lock owner:
+    ...; I am node1``; without *result* (an unpatched Patroni has no StatusText) the line after that one."""
     lines = [e for e in entries(tier, unit) if isinstance(e.get('MESSAGE'), str)]
-    for before, entry in zip(lines, lines[1:]):
+    for i, (before, entry) in enumerate(zip(lines, lines[1:])):
         if CYCLE.search(before['MESSAGE'] + '\n' + entry['MESSAGE']):
-            return entry
+            if result is None:
+                return entry
+            return next((e for e in lines[i + 1:] if e['MESSAGE'].endswith(' INFO: ' + result)), None)
     return None
 
 
-def cycle_versus_active(tier, unit):
+def cycle_versus_active(tier, unit, result=None):
     """When the first HA cycle's result line of *unit* was made and when journald received it, and the unit's
     ActiveEnterTimestampMonotonic: monotonic µs of this boot (the entry's _BOOT_ID is the root's). Patroni's logger
     thread writes a record after the call that made it, so journald's receipt (__MONOTONIC_TIMESTAMP; a stream has
     no _SOURCE_MONOTONIC_TIMESTAMP) can come after a READY=1 sent right behind the call: the order is the record's
     own time (the line's first field, %(created) of the configuration's log format), taken to the monotonic clock by
     the entry's own pair of clocks (__REALTIME_TIMESTAMP - __MONOTONIC_TIMESTAMP, read together by journald)."""
-    entry = wait_for(lambda: first_cycle_entry(tier, unit), 120, 'the first HA cycle of ' + unit)
+    entry = wait_for(lambda: first_cycle_entry(tier, unit, result), 120, 'the first HA cycle of ' + unit)
     boot = sh(tier, 'cat /proc/sys/kernel/random/boot_id').strip().replace('-', '')
     assert entry['_BOOT_ID'] == boot, (entry, boot)
     active = int(tier.show(unit, 'ActiveEnterTimestampMonotonic')['ActiveEnterTimestampMonotonic'])
@@ -345,7 +347,7 @@ def test_our_deb_installs_over_debians_without_restarting_it(tier):
     sh(tier, 'test -x /usr/bin/patroni && test -x /usr/bin/patronictl'
              ' && test -f /usr/lib/systemd/system/patroni.service'
              ' && zgrep -q "does not stop, start or restart Patroni" /usr/share/doc/patroni/NEWS.Debian.gz'
-             ' && test -f /usr/share/doc/patroni/README.Debian'
+             ' && ls /usr/share/doc/patroni/README.Debian*'
              ' && test -f /usr/share/doc/patroni/examples/early-sighup.conf'
              ' && test ! -e /usr/share/doc/patroni/examples/notify-reload.conf'
              ' && test -f /usr/share/doc/patroni/examples/hardening.conf')
@@ -393,7 +395,10 @@ def test_start_is_ready_after_the_first_ha_cycle_in_the_journal(tier):
         assert result.returncode == 0, result.stderr + tier.run(
             'journalctl', '--no-pager', '-n', '60', in_root=True).stdout + tier.systemctl(
             'status', 'systemd-journald.service').stdout
-        cycle, received, active, line = cycle_versus_active(tier, tier.instance)
+        # what the first cycle did, as Patroni set it right before READY=1 (read before a second cycle sets another)
+        status = tier.show(tier.instance, 'StatusText')['StatusText']
+        assert status, status
+        cycle, received, active, line = cycle_versus_active(tier, tier.instance, status)
         print('{0}: the first cycle\'s line made {1} µs before the unit was active (received by journald {2} µs '
               'before): {3}'.format(tier.suite, active - cycle, active - received, line))
         assert cycle < active, (cycle, received, active, line)
@@ -435,10 +440,11 @@ def test_systemctl_reload_returns_with_the_new_value_in_effect(tier):
     original = sh(tier, 'cat ' + tier.conf)
     changed = json.loads(original)
     changed['postgresql']['parameters']['work_mem'] = '7MB'
+    changed_file = '/host' + tier.workdir.file('changed.yml', json.dumps(changed, indent=1))
     assert tier.systemctl('start', tier.instance, timeout=300).returncode == 0
     try:
         wait_running(tier, 'our Patroni')
-        sh(tier, "cat >{0} <<'EOF'\n{1}\nEOF".format(tier.conf, json.dumps(changed, indent=1)))
+        sh(tier, 'install -o postgres -g postgres -m 0640 {0} {1}'.format(changed_file, tier.conf))
         assert psql(tier, 'SHOW work_mem') == '4MB'
         started = time.monotonic()
         reload = tier.systemctl('reload', tier.instance, timeout=120)
@@ -447,7 +453,7 @@ def test_systemctl_reload_returns_with_the_new_value_in_effect(tier):
         assert psql(tier, 'SHOW work_mem') == '7MB'
         print('{0}: systemctl reload returned after {1:.2f} s, work_mem 7MB in effect'.format(tier.suite, took))
     finally:
-        sh(tier, "cat >{0} <<'EOF'\n{1}EOF".format(tier.conf, original))
+        sh(tier, 'install -o postgres -g postgres -m 0640 {0} {1}'.format(tier.config_file, tier.conf))
         stop(tier)
     assert sh(tier, 'cat ' + tier.conf) == original
 
