@@ -39,8 +39,9 @@ POSTGRESQL = {'bookworm': '15', 'trixie': '17', 'forky': '18'}
 PYTHON = {'bookworm': '3.11', 'trixie': '3.13', 'forky': '3.14'}
 DEBIAN_PATRONI = {'bookworm': '3.0.2', 'trixie': '4.0.7', 'forky': '4.1.5'}
 TRIALS = int(os.environ.get('SDNOTIFY_DEB_TRIALS', '10'))
-# the control's trials: until the first one killed, at most this many
+# the control's trials: until the first one killed, at most this many; where the suite's own patroni was killed
 CONTROL_TRIALS = 10
+KILLED = {'bookworm': False, 'trixie': True, 'forky': True}
 # the result of an HA cycle, as Patroni logs it: ``INFO: <what it did>`` after ``Lock owner: ...; I am node1``
 CYCLE = re.compile(r'INFO: Lock owner: .*; I am node1\n.*INFO: (?!Lock owner)(.+)')
 # patroni.service's own configuration (Debian's /etc/patroni/config.yml): a second cluster beside the instance's
@@ -258,8 +259,11 @@ def install_ours(tier, *options):
                  tier.deb, ' '.join(options)))
 
 
-def test_debian_patroni_under_its_type_simple_unit_is_killed(tier):
-    """The control: the suite's own patroni, its own template (Type=simple), the same start+reload."""
+def test_debian_patroni_under_its_type_simple_unit_start_reload(tier):
+    """The control: the suite's own patroni, its own template (Type=simple), the same start+reload: killed by the
+    early SIGHUP on trixie (4.0.7) and forky (4.1.5-2) within the trials; bookworm's 3.0.2 under systemd 252
+    survived 10 of 10 when measured, so there the start+reload check has no positive control (KILLED says which;
+    a change either way fails here)."""
     install_debians(tier)
     sh(tier, 'install -o postgres -g postgres -m 0640 {0} {1}'.format(tier.config_file, tier.conf))
     assert tier.show(tier.instance, 'Type')['Type'] == 'simple'
@@ -269,7 +273,7 @@ def test_debian_patroni_under_its_type_simple_unit_is_killed(tier):
         stop(tier)
     print("{0}: Debian's patroni {1}, Type=simple: start+reload back to back: {2}".format(
         tier.suite, tier.debian_version, [o for o, _ in outcomes]))
-    assert any(o == 'killed' for o, _ in outcomes), outcomes
+    assert any(o == 'killed' for o, _ in outcomes) == KILLED[tier.suite], outcomes
 
 
 def running_pids(tier, unit=None, data=None):
