@@ -88,9 +88,9 @@ deb:
 rpm:
 	$(PYTHON) packaging/build.py rpm
 
-# the .deb where it runs (tests/test_deb.py, also part of `make test`): trixie booted with systemd 257 + journald,
-# Debian's patroni 4.0.7 then ours over it, and the source package's autopkgtests against it (~14 s of the run);
-# ~2 min 20-40 s on a fresh machine (build root, proof root, .deb), ~1 min 45 s once they are cached
+# the .deb where it runs (tests/test_deb.py, also part of `make test`): bookworm, trixie and forky, each booted
+# with its own systemd + journald, the suite's own patroni then ours over it, and the source package's autopkgtests
+# against it; SDNOTIFY_DEB_SUITES chooses the suites (docs/packaging.md gives the times)
 test-deb: deps
 	$(VENV)/bin/python -m pytest tests/test_deb.py
 

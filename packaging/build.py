@@ -5,14 +5,21 @@
                                 package whose debian/patches is patches/ (on this machine, with dpkg-source)
     packaging/build.py deb      the source package, then the binary .deb built inside a Debian trixie build root
                                 (.cache/trixie-build, a copy of tests/debian_root.sh's root with the build
-                                dependencies; made once) with dpkg-buildpackage, and lintian
+                                dependencies; made once) with dpkg-buildpackage, and lintian; it serves trixie
+                                and forky
+    packaging/build.py deb bookworm   the same source built for bookworm (systemd 252), in .cache/bookworm-build,
+                                into build/deb-bookworm/
     packaging/build.py rpm      build/rpm/: a noarch RPM with rpmbuild from the same sdist + series
-    packaging/build.py proof-root   .cache/trixie-proof, what tests/test_deb.py boots (made once)
+    packaging/build.py proof-root [SUITE]   .cache/<suite>-proof (default trixie), what tests/test_deb.py boots
+                                (made once)
 
-Every failure is one line on stderr, ``packaging/build.py: error: ...``; exit 2 when the Debian mirror cannot be
-used (as tests/debian_root.sh). Nothing outside build/ and .cache/ is written.
+Every failure is one line on stderr, ``packaging/build.py: error: ...``; exit 2 only when the Debian mirror cannot be
+reached (a name that does not resolve, a connection refused or timed out; as tests/debian_root.sh): a 404, e.g. of a
+package the suite has superseded, is a failure (exit 1). Nothing outside build/ and .cache/ is written.
 """
 
+import datetime
+import email.utils
 import hashlib
 import os
 import re
@@ -30,9 +37,23 @@ import patchqueue  # noqa: E402
 
 BUILD = os.path.join(ROOT, 'build')
 SUITE = 'trixie'
+# which build serves which suite: trixie's .deb (Depends: python3:any and packages both suites have, PostgreSQL
+# through postgresql-common, units for systemd >= 253) installs on forky too; bookworm's systemd 252 has no
+# Type=notify-reload, so bookworm gets a build of its own from the same source (for_bookworm())
+BUILDS = {'trixie': 'trixie', 'forky': 'trixie', 'bookworm': 'bookworm'}
 BUILD_ROOT = os.path.join(ROOT, '.cache', SUITE + '-build')
 # the .debs apt downloads for the build root, kept between runs (a new build root needs no new download)
 DEBS = os.path.join(ROOT, '.cache', SUITE + '-debs')
+
+
+def build_root_of(suite: str) -> str:
+    return os.path.join(ROOT, '.cache', suite + '-build')
+
+
+def debs_of(suite: str) -> str:
+    return os.path.join(ROOT, '.cache', suite + '-debs')
+
+
 STEP = int(os.environ.get('SDNOTIFY_STEP_TIMEOUT', '600'))
 # the tools of the build root besides the Build-Depends
 TOOLS = ['build-essential', 'lintian', 'fakeroot']
@@ -89,14 +110,85 @@ def debian_unit(text: str) -> str:
     return text.replace('PATRONI_CONFIG_FILE=/etc/patroni/patroni.yml', 'PATRONI_CONFIG_FILE=' + DEBIAN_CONFIG)
 
 
+# bookworm (systemd 252: no Type=notify-reload): the same source, built with the extras' own units (Type=notify,
+# `ExecReload=patroni_systemd_reload`, which waits for the reload through Patroni's REST API) and that program
+# installed in /usr/bin; a version of its own below the one for trixie and forky (an upgrade to trixie replaces it)
+BOOKWORM_SUFFIX = '~deb12u1'
+BOOKWORM_ENTRY = """patroni ({version}) bookworm; urgency=medium
+
+  * Built for bookworm from {base}: systemd 252 has no Type=notify-reload, so
+    the units are Type=notify with ExecReload=/usr/bin/patroni_systemd_reload
+    (installed), which returns once Patroni has applied the reload; no
+    Breaks: systemd (<< 253).
+  * python3-cdiff for python3-ydiff, which bookworm lacks (patronictl falls
+    back to cdiff; debian/py3dist-overrides maps the requirement).
+
+ -- patroni-sdnotify <dev@patroni-sdnotify.invalid>  {date}
+
+"""
+
+
+def bookworm_unit(text: str) -> str:
+    """A unit of extras/startup_scripts as the bookworm build ships it: as it is (Type=notify, ExecReload=
+    patroni_systemd_reload), patroni.service reading Debian's /etc/patroni/config.yml."""
+    assert text.count('\nType=notify\n') == 1 and len(EXTRAS_RELOAD.findall(text)) == 1, 'the units changed'
+    return text.replace('PATRONI_CONFIG_FILE=/etc/patroni/patroni.yml', 'PATRONI_CONFIG_FILE=' + DEBIAN_CONFIG)
+
+
+def for_bookworm(debian: str, version: str) -> str:
+    """Make the copied debian/ directory *debian* the bookworm build's; returns its version."""
+    changelog = read(os.path.join(debian, 'changelog'))
+    # a second after the entry it is built from (lintian: a new entry has a new date)
+    date = email.utils.format_datetime(email.utils.parsedate_to_datetime(
+        re.search(r'^ -- .*?  (.*)$', changelog, re.M).group(1)) + datetime.timedelta(seconds=1))
+    bookworm = version + BOOKWORM_SUFFIX
+    with open(os.path.join(debian, 'changelog'), 'w') as f:
+        f.write(BOOKWORM_ENTRY.format(version=bookworm, base=version, date=date) + changelog)
+    control = read(os.path.join(debian, 'control'))
+    assert '\nBreaks: systemd (<< 253)\n' in control and 'Its units are Type=notify-reload (systemd >= 253).' in control
+    control = control.replace('\nBreaks: systemd (<< 253)\n', '\n').replace(
+        'Its units are Type=notify-reload (systemd >= 253).',
+        'Its units are Type=notify, reloaded by patroni_systemd_reload.')
+    # bookworm has no python3-ydiff: patronictl falls back to cdiff (as bookworm's patroni 3.0.2 depends on it)
+    assert control.count('python3-ydiff') == 2, control
+    control = control.replace('python3-ydiff', 'python3-cdiff')
+    with open(os.path.join(debian, 'py3dist-overrides'), 'w') as f:
+        f.write('ydiff python3-cdiff\n')
+    with open(os.path.join(debian, 'control'), 'w') as f:
+        f.write(control)
+    shutil.copyfile(os.path.join(ROOT, 'patroni_systemd_reload.py'), os.path.join(debian, 'patroni_systemd_reload'))
+    os.chmod(os.path.join(debian, 'patroni_systemd_reload'), 0o755)
+    with open(os.path.join(debian, 'patroni.install'), 'a') as f:
+        f.write('# the units\' ExecReload= (bookworm: systemd 252)\ndebian/patroni_systemd_reload usr/bin\n')
+    return bookworm
+
+
 def pin() -> patchqueue.Pin:
     return patchqueue.Pin(ROOT)
 
 
 def debian_version(p: patchqueue.Pin) -> str:
-    """``<upstream>-0<local version without dots>``, e.g. 4.1.5-0sdnotify5: revision 0, not a Debian upload, and
-    above Debian's 4.0.7-3~deb13u1 by the upstream version (docs/packaging.md compares it with PGDG's)."""
-    return '{0}-0{1}'.format(p.version, p.local.replace('.', ''))
+    """``<Debian's revision>+<local version without dots>``, e.g. 4.1.5-2+sdnotify5: Debian's patroni
+    :data:`DEBIAN_PATRONI`, which this packaging derives from (its postgresql-common integration is taken from that
+    .deb), with the series. It sorts above that revision (and trixie's 4.0.7-3~deb13u1), below Debian's next one
+    (4.1.5-3) and PGDG's of the same revision (4.1.5-2.pgdg*): docs/packaging.md, the pin."""
+    if DEBIAN_PATRONI.split('-')[0] != p.version:
+        raise Error('upstream.cfg pins {0}, but the Debian revision this packaging derives from is {1} '
+                    '(DEBIAN_PATRONI in packaging/build.py): take the new one, or {0}-0 if Debian has none'
+                    .format(p.version, DEBIAN_PATRONI))
+    return '{0}+{1}'.format(DEBIAN_PATRONI, p.local.replace('.', ''))
+
+
+# what apt, wget and debootstrap say when the mirror cannot be reached at all (a name that does not resolve, a
+# connection refused or timed out); a 404 (a superseded package, a wrong suite) is not among them: a real failure
+UNREACHABLE = re.compile(r'Temporary failure resolving|Could not resolve|unable to resolve host|Name or service not '
+                         r'known|Temporary failure in name resolution|Could not connect to|Unable to connect to|'
+                         r'Connection refused|Connection timed out|Network is unreachable|No route to host')
+
+
+def unreachable(output: str) -> bool:
+    """Whether *output* (of apt-get) says the mirror could not be reached (DNS or connect), not a 404 or else."""
+    return bool(UNREACHABLE.search(output))
 
 
 def need(tool: str, package: str, what: str) -> None:
@@ -130,8 +222,9 @@ def sdist_and_series(p: patchqueue.Pin) -> Tuple[str, List[str]]:
         raise Error(str(e))
 
 
-def source(out: str = os.path.join(BUILD, 'deb')) -> str:
-    """The 3.0 (quilt) source package in *out*; returns the path of its .dsc."""
+def source(out: str = os.path.join(BUILD, 'deb'), suite: str = SUITE) -> str:
+    """The 3.0 (quilt) source package in *out* (for bookworm: :func:`for_bookworm`); returns the path of its
+    .dsc."""
     need('dpkg-source', 'dpkg-dev', 'the source package')
     p = pin()
     version = debian_version(p)
@@ -140,6 +233,13 @@ def source(out: str = os.path.join(BUILD, 'deb')) -> str:
     if not top or top.group(1) != version:
         raise Error('packaging/debian/changelog starts with {0}, but upstream.cfg makes {1}: add a changelog entry'
                     .format(top.group(1) if top else 'no entry', version))
+    # Debian's /etc/init.d/patroni goes on an upgrade from any version before this one (a later Debian revision
+    # ships it again): rm_conffile's prior-version is this version with a tilde
+    maintscript = read(os.path.join(HERE, 'debian', 'patroni.maintscript'))
+    prior = re.search(r'^rm_conffile /etc/init\.d/patroni (\S+)$', maintscript, re.M)
+    if not prior or prior.group(1) != version + '~':
+        raise Error('packaging/debian/patroni.maintscript: rm_conffile /etc/init.d/patroni {0}~ expected, found {1}'
+                    .format(version, prior.group(1) if prior else 'none'))
     sdist, patches = sdist_and_series(p)
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
@@ -153,6 +253,10 @@ def source(out: str = os.path.join(BUILD, 'deb')) -> str:
     os.rmdir(os.path.join(out, 'unpack'))
     debian = os.path.join(tree, 'debian')
     shutil.copytree(os.path.join(HERE, 'debian'), debian)
+    unit_for = debian_unit
+    if suite == 'bookworm':
+        version = for_bookworm(debian, version)
+        unit_for = bookworm_unit
     os.makedirs(os.path.join(debian, 'patches'))
     for patch in patches:
         shutil.copyfile(patch, os.path.join(debian, 'patches', os.path.basename(patch)))
@@ -160,7 +264,7 @@ def source(out: str = os.path.join(BUILD, 'deb')) -> str:
     scripts = os.path.join(ROOT, 'extras', 'startup_scripts')
     for unit in UNITS:
         with open(os.path.join(scripts, unit)) as f:
-            text = debian_unit(f.read())
+            text = unit_for(f.read())
         with open(os.path.join(debian, unit), 'w') as f:
             f.write(text)
     os.makedirs(os.path.join(debian, 'startup_scripts'))
@@ -191,47 +295,56 @@ def build_depends(control: str) -> str:
     return ' '.join(field.group(1).split()).strip().rstrip(',')
 
 
-def in_root(script: str, out: str, timeout: int = STEP, root: str = BUILD_ROOT) -> 'subprocess.CompletedProcess[str]':
-    """Run *script* (sh -e) as root in the build root (or *root*), *out* at /build; output merged."""
-    os.makedirs(DEBS, exist_ok=True)
-    env = {'PATH': '/usr/sbin:/usr/bin:/sbin:/bin', 'BUILD_ROOT': root, 'DEBS': DEBS, 'OUT': out,
+def in_root(script: str, out: str, timeout: int = STEP, root: str = BUILD_ROOT,
+            debs: str = DEBS) -> 'subprocess.CompletedProcess[str]':
+    """Run *script* (sh -e) as root in the build root (or *root*), *out* at /build, *debs* (the suite's apt
+    cache) at /var/cache/apt/archives; output merged."""
+    os.makedirs(debs, exist_ok=True)
+    env = {'PATH': '/usr/sbin:/usr/bin:/sbin:/bin', 'BUILD_ROOT': root, 'DEBS': debs, 'OUT': out,
            'SCRIPT': script, 'DEB_BUILD_OPTIONS': os.environ.get('DEB_BUILD_OPTIONS', '')}
     return subprocess.run(['unshare', '--mount', '--propagation', 'private', '--pid', '--fork', '--kill-child',
                            '/bin/sh', '-c', CHROOT, root], env=env, stdin=subprocess.DEVNULL,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=timeout)
 
 
-def build_root(depends: str, out: str) -> None:
-    """.cache/trixie-build: a copy of the cached trixie root with the build dependencies, made or completed when
-    they change (the stamp file holds what was installed)."""
-    stamp = os.path.join(BUILD_ROOT, '.sdnotify-build-depends')
+def debian_root(suite: str) -> str:
+    """.cache/<suite> (tests/debian_root.sh, made once); exit 2 only when the mirror cannot be reached."""
+    made = subprocess.run([os.path.join(ROOT, 'tests', 'debian_root.sh'), suite], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, timeout=STEP + 120)
+    if made.returncode != 0:
+        raise Error((made.stderr.strip().splitlines() or ['tests/debian_root.sh failed'])[-1], made.returncode)
+    return os.path.join(ROOT, '.cache', suite)
+
+
+def build_root(depends: str, out: str, suite: str = SUITE) -> None:
+    """.cache/<suite>-build: a copy of the cached root of *suite* with the build dependencies, made or completed
+    when they change (the stamp file holds what was installed)."""
+    root = build_root_of(suite)
+    stamp = os.path.join(root, '.sdnotify-build-depends')
     wanted = ', '.join([depends] + TOOLS)
     if os.path.exists(stamp) and read(stamp) == wanted:
         return
     if os.geteuid() != 0:
         raise Error('making the build root needs root (chroot, mounts)')
-    if not os.path.isdir(BUILD_ROOT):
-        made = subprocess.run([os.path.join(ROOT, 'tests', 'debian_root.sh'), SUITE], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, universal_newlines=True, timeout=STEP + 60)
-        if made.returncode != 0:
-            raise Error((made.stderr.strip().splitlines() or ['tests/debian_root.sh failed'])[-1], made.returncode)
-        shutil.rmtree(BUILD_ROOT + '.tmp', ignore_errors=True)
-        subprocess.run(['cp', '-a', os.path.join(ROOT, '.cache', SUITE), BUILD_ROOT + '.tmp'], check=True,
-                       timeout=STEP)
-        with open(os.path.join(BUILD_ROOT + '.tmp', 'usr', 'sbin', 'policy-rc.d'), 'w') as f:
+    if not os.path.isdir(root):
+        lower = debian_root(suite)
+        shutil.rmtree(root + '.tmp', ignore_errors=True)
+        subprocess.run(['cp', '-a', lower, root + '.tmp'], check=True, timeout=STEP)
+        with open(os.path.join(root + '.tmp', 'usr', 'sbin', 'policy-rc.d'), 'w') as f:
             f.write('#!/bin/sh\n# patroni-sdnotify build root: no service ever starts here\nexit 101\n')
-        os.chmod(os.path.join(BUILD_ROOT + '.tmp', 'usr', 'sbin', 'policy-rc.d'), 0o755)
-        os.rename(BUILD_ROOT + '.tmp', BUILD_ROOT)
+        os.chmod(os.path.join(root + '.tmp', 'usr', 'sbin', 'policy-rc.d'), 0o755)
+        os.rename(root + '.tmp', root)
     result = in_root('apt-get update -qq\napt-get satisfy -y -q --no-install-recommends "{0}" >/tmp/satisfy.log 2>&1 '
-                     '|| {{ cat /tmp/satisfy.log; exit 1; }}'.format(wanted), out)
+                     '|| {{ cat /tmp/satisfy.log; exit 1; }}'.format(wanted), out, root=root, debs=debs_of(suite))
     if result.returncode != 0:
         lines = result.stdout.strip().splitlines() or ['?']
-        if any(m in result.stdout for m in ('Temporary failure resolving', 'Could not resolve', 'Failed to fetch')):
-            raise Error('the build root: the Debian mirror cannot be used: ' + lines[-1], 2)
+        if unreachable(result.stdout):
+            raise Error('the build root: the Debian mirror cannot be reached: ' + lines[-1], 2)
         # apt's "satisfy:command-line : Depends: X but it is not installable"
         unmet = [re.sub(r'^.*satisfy:command-line\s*:\s*', '', line).strip() for line in lines
                  if 'satisfy:command-line' in line or ' but ' in line]
-        raise Error('missing build dependency (not installable from trixie): ' + ('; '.join(unmet) or lines[-1]))
+        raise Error('missing build dependency (not installable from {0}): {1}'.format(
+            suite, '; '.join(unmet) or lines[-1]))
     with open(stamp, 'w') as f:
         f.write(wanted)
 
@@ -240,14 +353,33 @@ def build_root(depends: str, out: str) -> None:
 # ours replaces): without them a configuration made by pg_createconfig_patroni can neither bootstrap (method
 # pg_createcluster) nor create replicas (pg_clonecluster). Paths in Debian's .deb; /etc ones become conffiles.
 # Not Debian's /etc/patroni/dcs.yml (ZooKeeper, and a comment for etcd's v2 API): ours, packaging/debian/dcs.yml.
-DEBIAN_PATRONI = '4.0.7-3~deb13u1'
+# DEBIAN_PATRONI is the revision this packaging derives from (its version is <it>+sdnotifyN, debian_version()),
+# Debian's patroni of forky and sid (DEBIAN_PATRONI_SUITE), fetched from that suite of the build root's mirror.
+DEBIAN_PATRONI = '4.1.5-2'
+DEBIAN_PATRONI_SUITE = 'forky'
 INTEGRATION = ['usr/bin/pg_createconfig_patroni', 'usr/share/patroni/pg_createcluster_patroni',
                'usr/share/patroni/pg_clonecluster_patroni', 'etc/patroni/config.yml.in']
+# testing's Release file carries a Valid-Until (a week); a mirror that serves a snapshot of it, as this machine's,
+# is "expired" for apt (stable's has none). The signatures are still checked.
+VALID_UNTIL = '-o Acquire::Check-Valid-Until=false'
+# apt of the build root (trixie) made to read another suite of the same mirror, in lists of its own: the mirror is
+# the one of the root's sources.list (debootstrap wrote it), the suite's name replaced
+OTHER_SUITE = """rm -rf /tmp/suite && mkdir -p /tmp/suite/lists/partial
+sed -n 's/^deb \\([^ ]*\\) {suite} main$/deb \\1 {other} main/p' /etc/apt/sources.list >/tmp/suite/sources.list
+test -s /tmp/suite/sources.list
+set -- -o Dir::Etc::SourceList=/tmp/suite/sources.list -o Dir::Etc::SourceParts=/nonexistent \\
+    -o Dir::State::Lists=/tmp/suite/lists -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache= \\
+    {valid}
+apt-get "$@" update -qq
+cd /build && apt-get "$@" download -q patroni={version} >/dev/null
+rm -rf /tmp/suite
+"""
 
 
 def debian_integration() -> str:
     """The files of :data:`INTEGRATION`, taken from Debian's patroni :data:`DEBIAN_PATRONI` (downloaded once with
-    the build root's apt), kept in .cache/debian-patroni-<version>/; returns that directory."""
+    the build root's apt from :data:`DEBIAN_PATRONI_SUITE`), kept in .cache/debian-patroni-<version>/; returns that
+    directory. Exit 2 only when the mirror cannot be reached; that revision gone from the suite is a failure."""
     cache = os.path.join(ROOT, '.cache', 'debian-patroni-' + DEBIAN_PATRONI)
     if os.path.isdir(cache):
         return cache
@@ -255,11 +387,13 @@ def debian_integration() -> str:
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     build_root(build_depends(read(os.path.join(HERE, 'debian', 'control'))), tmp)
-    result = in_root('cd /build && apt-get download -q patroni={0} >/dev/null'.format(DEBIAN_PATRONI), tmp)
+    result = in_root(OTHER_SUITE.format(suite=SUITE, other=DEBIAN_PATRONI_SUITE, version=DEBIAN_PATRONI,
+                                        valid=VALID_UNTIL), tmp)
     debs = [n for n in os.listdir(tmp) if n.startswith('patroni_') and n.endswith('.deb')]
     if result.returncode != 0 or not debs:
-        raise Error("Debian's patroni {0} cannot be downloaded: {1}".format(
-            DEBIAN_PATRONI, (result.stdout.strip().splitlines() or ['?'])[-1]))
+        raise Error("Debian's patroni {0} cannot be downloaded from {1}: {2}".format(
+            DEBIAN_PATRONI, DEBIAN_PATRONI_SUITE, (result.stdout.strip().splitlines() or ['?'])[-1]),
+            2 if unreachable(result.stdout) else 1)
     subprocess.run(['dpkg-deb', '-x', os.path.join(tmp, debs[0]), os.path.join(tmp, 'deb')], check=True,
                    timeout=STEP)
     for path in INTEGRATION:
@@ -272,18 +406,23 @@ def debian_integration() -> str:
 
 
 PROOF_ROOT = os.path.join(ROOT, '.cache', SUITE + '-proof')
-# what tests/test_deb.py installs Debian's patroni and ours over: PostgreSQL 17 (trixie has no 15), python3-etcd
-# (what an operator installs for etcd: the dependency on a DCS client is met by python3-consul) and Debian's
-# patroni's dependencies, installed; Debian's patroni .deb itself, downloaded into /root/debs. And the Depends of
-# debian/tests/control (postgresql, etcd-server), as autopkgtest installs them before the tests.
+# what tests/test_deb.py installs Debian's patroni and ours over, in the root of each suite: the suite's
+# PostgreSQL (the `postgresql` metapackage: 15, 17, 18), python3-etcd (what an operator installs for etcd: the
+# dependency on a DCS client is met by python3-consul) and Debian's patroni's dependencies, installed; Debian's
+# patroni .deb itself, downloaded into /root/debs. The Depends of debian/tests/control (postgresql, etcd-server),
+# as autopkgtest installs them before the tests; apt-utils (apt-ftparchive) for the test's own apt archives.
 PROOF_SCRIPT = """mkdir -p /etc/postgresql-common /root/debs
 printf 'create_main_cluster = false\\n' >/etc/postgresql-common/createcluster.conf
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends postgresql-17 patroni python3-etcd postgresql etcd-server >/dev/null
+apt-get {valid} update -qq
+apt-get install -y -qq --no-install-recommends postgresql patroni python3-etcd etcd-server apt-utils >/dev/null
 cp /var/cache/apt/archives/patroni_*.deb /root/debs/
 dpkg --purge patroni >/dev/null
 test ! -e /etc/patroni
 """
+
+
+def proof_root_of(suite: str) -> str:
+    return os.path.join(ROOT, '.cache', suite + '-proof')
 
 
 def shadow_postgres(root: str) -> None:
@@ -295,42 +434,51 @@ def shadow_postgres(root: str) -> None:
             subprocess.run(['chroot', root, '/usr/sbin/' + tool], check=True, timeout=60)
 
 
-def proof_root() -> str:
-    """.cache/trixie-proof (made once, again when PROOF_SCRIPT changes): see PROOF_SCRIPT. Returns its path."""
-    stamp = os.path.join(PROOF_ROOT, '.sdnotify-proof')
+def proof_root(suite: str = SUITE) -> str:
+    """.cache/<suite>-proof (made once, again when PROOF_SCRIPT changes): see PROOF_SCRIPT. Returns its path."""
+    if suite not in BUILDS:
+        raise Error('no proof root for {0}: one of {1}'.format(suite, ', '.join(sorted(BUILDS))))
+    proof = proof_root_of(suite)
+    stamp = os.path.join(proof, '.sdnotify-proof')
     script_sum = 'PROOF_SCRIPT sha256 ' + hashlib.sha256(PROOF_SCRIPT.encode()).hexdigest()
     if os.path.exists(stamp) and read(stamp).splitlines()[-1] == script_sum:
-        shadow_postgres(PROOF_ROOT)
-        return PROOF_ROOT
-    build_root(build_depends(read(os.path.join(HERE, 'debian', 'control'))), BUILD)
-    tmp = PROOF_ROOT + '.tmp'
+        shadow_postgres(proof)
+        return proof
+    lower = debian_root(suite)
+    tmp = proof + '.tmp'
     shutil.rmtree(tmp, ignore_errors=True)
-    subprocess.run(['cp', '-a', os.path.join(ROOT, '.cache', SUITE), tmp], check=True, timeout=STEP)
+    subprocess.run(['cp', '-a', lower, tmp], check=True, timeout=STEP)
     with open(os.path.join(tmp, 'usr', 'sbin', 'policy-rc.d'), 'w') as f:
         f.write('#!/bin/sh\n# patroni-sdnotify proof root: no service starts while packages install\nexit 101\n')
     os.chmod(os.path.join(tmp, 'usr', 'sbin', 'policy-rc.d'), 0o755)
     os.makedirs(BUILD, exist_ok=True)
-    result = in_root(PROOF_SCRIPT, BUILD, root=tmp)
+    result = in_root(PROOF_SCRIPT.format(valid=VALID_UNTIL), BUILD, root=tmp, debs=debs_of(suite))
     if result.returncode != 0:
         shutil.rmtree(tmp, ignore_errors=True)
         lines = result.stdout.strip().splitlines() or ['?']
-        code = 2 if any(m in result.stdout for m in ('Temporary failure resolving', 'Failed to fetch')) else 1
-        raise Error('the proof root: ' + lines[-1], code)
+        raise Error('the proof root of {0}: {1}'.format(suite, lines[-1]), 2 if unreachable(result.stdout) else 1)
     os.unlink(os.path.join(tmp, 'usr', 'sbin', 'policy-rc.d'))
     shadow_postgres(tmp)
     with open(os.path.join(tmp, '.sdnotify-proof'), 'w') as f:
-        f.write('postgresql-17 + patroni\'s dependencies; /root/debs: ' + ' '.join(
-            os.listdir(os.path.join(tmp, 'root', 'debs'))) + '\n' + script_sum + '\n')
-    shutil.rmtree(PROOF_ROOT, ignore_errors=True)
-    os.rename(tmp, PROOF_ROOT)
-    return PROOF_ROOT
+        f.write('{0}: PostgreSQL {1} + patroni\'s dependencies; /root/debs: {2}\n{3}\n'.format(
+            suite, ' '.join(os.listdir(os.path.join(tmp, 'usr', 'lib', 'postgresql'))),
+            ' '.join(os.listdir(os.path.join(tmp, 'root', 'debs'))), script_sum))
+    shutil.rmtree(proof, ignore_errors=True)
+    os.rename(tmp, proof)
+    return proof
 
 
-def deb(out: str = os.path.join(BUILD, 'deb')) -> str:
-    """The binary .deb, built in the build root from the source package; lintian run on the result."""
-    dsc = source(out)
-    depends = build_depends(read(os.path.join(HERE, 'debian', 'control')))
-    build_root(depends, out)
+def deb(out: Optional[str] = None, suite: str = SUITE) -> str:
+    """The binary .deb for *suite*, built in the build root of the build that serves it (:data:`BUILDS`) from the
+    source package; lintian run on the result."""
+    if suite not in BUILDS:
+        raise Error('no build for {0}: one of {1}'.format(suite, ', '.join(sorted(BUILDS))))
+    suite = BUILDS[suite]
+    out = out or os.path.join(BUILD, 'deb' if suite == SUITE else 'deb-' + suite)
+    dsc = source(out, suite)
+    # the source package's own (bookworm's build changes them)
+    depends = build_depends(read(dsc))
+    build_root(depends, out, suite)
     name = os.path.basename(dsc)
     version = name[len('patroni_'):-len('.dsc')]
     script = '\n'.join([
@@ -341,14 +489,15 @@ def deb(out: str = os.path.join(BUILD, 'deb')) -> str:
         ' >/build/lintian.txt 2>&1 || true'.format(version),
         'cat /build/lintian.txt',
         'rm -rf /build/src'])
-    result = in_root(script, out, timeout=STEP * 2)
+    result = in_root(script, out, timeout=STEP * 2, root=build_root_of(suite), debs=debs_of(suite))
     if result.returncode != 0:
         unmet = re.search(r'dpkg-checkbuilddeps: error: (.*)', result.stdout)
         if unmet:
             raise Error('missing build dependency: ' + unmet.group(1).strip())
         failed = [line for line in result.stdout.splitlines() if re.search(r'FAILED|Error|error:', line)]
-        raise Error('dpkg-buildpackage failed ({0}; build/deb/build.log): {1}'.format(
-            'exit {0}'.format(result.returncode), (failed or result.stdout.splitlines() or ['?'])[-1]))
+        raise Error('dpkg-buildpackage failed ({0}; {1}/build.log): {2}'.format(
+            'exit {0}'.format(result.returncode), os.path.relpath(out, ROOT),
+            (failed or result.stdout.splitlines() or ['?'])[-1]))
     lintian = read(os.path.join(out, 'lintian.txt'))
     sys.stdout.write(lintian)
     errors = [line for line in lintian.splitlines() if line.startswith('E: ')]
@@ -394,11 +543,14 @@ def rpm(out: str = os.path.join(BUILD, 'rpm')) -> str:
 def main(argv: List[str]) -> int:
     commands = {'source': source, 'deb': deb, 'rpm': rpm, 'proof-root': proof_root,
                 'debian-integration': debian_integration}
-    if len(argv) != 1 or argv[0] not in commands:
-        sys.stderr.write('usage: packaging/build.py {0}\n'.format('|'.join(commands)))
+    # deb and proof-root take a suite (default trixie)
+    per_suite = {'deb': lambda suite: deb(suite=suite), 'proof-root': proof_root}
+    if not (len(argv) == 1 and argv[0] in commands or len(argv) == 2 and argv[0] in per_suite):
+        sys.stderr.write('usage: packaging/build.py {0} | {1} SUITE\n'.format(
+            '|'.join(commands), '|'.join(per_suite)))
         return 1
     try:
-        path = commands[argv[0]]()
+        path = per_suite[argv[0]](argv[1]) if len(argv) == 2 else commands[argv[0]]()
     except Error as e:
         sys.stderr.write('packaging/build.py: error: {0}\n'.format(e))
         return e.code

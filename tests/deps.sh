@@ -13,13 +13,16 @@
 #   only through it, so the benchmarks and the systemd 257 tier give it to the upstream control (PYTHONPATH).
 # - Debian's rpm (rpmbuild, rpm -qp) and dpkg-dev (dpkg-source), for the package builds of packaging/build.py and
 #   tests/test_packaging.py (tools; no service).
-# - debootstrap, and a Debian trixie root with systemd 257 in .cache/trixie (tests/debian_root.sh, ~30 s once).
+# - debootstrap, and Debian roots with systemd (tests/debian_root.sh, each ~30-60 s once): trixie (systemd 257) in
+#   .cache/trixie, forky (262) in .cache/forky, bookworm (252) in .cache/bookworm; tests/test_deb.py installs the
+#   .deb over each suite's own patroni there.
 # Every apt-get step is bounded ($SDNOTIFY_STEP_TIMEOUT seconds, default 600), and so is debootstrap.
-#   tests/deps.sh [PART ...]     PART: postgresql etcd python3-systemd rpm debootstrap trixie (default: all, in order)
+#   tests/deps.sh [PART ...]     PART: postgresql etcd python3-systemd rpm debootstrap trixie forky bookworm
+#                                (default: all, in order). Exit status 2 only when the Debian mirror cannot be reached.
 set -eu
 cd "$(dirname "$0")/.."
 T=${SDNOTIFY_STEP_TIMEOUT:-600}
-PARTS=${*:-postgresql etcd python3-systemd rpm debootstrap trixie}
+PARTS=${*:-postgresql etcd python3-systemd rpm debootstrap trixie forky bookworm}
 want() {
     case " $PARTS " in *" $1 "*) return 0 ;; esac
     return 1
@@ -80,9 +83,11 @@ if want debootstrap && ! command -v debootstrap >/dev/null; then
     apt-cache show debootstrap >/dev/null 2>&1 || aptget update -qq
     aptget install -y -qq --no-install-recommends debootstrap >/dev/null
 fi
-if want trixie; then
-    tests/debian_root.sh trixie
-fi
+for suite in trixie forky bookworm; do
+    if want $suite; then
+        tests/debian_root.sh $suite
+    fi
+done
 if want etcd; then
     .cache/etcd/usr/bin/etcd --version | head -1
 fi

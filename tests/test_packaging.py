@@ -22,6 +22,10 @@ sys.path.insert(0, ROOT)
 
 import patchqueue  # noqa: E402
 
+sys.path.insert(0, os.path.join(ROOT, 'packaging'))
+
+import build as packaging_build  # noqa: E402
+
 pytestmark = pytest.mark.timeout(300)
 
 PYTHON = '/usr/bin/python3'
@@ -90,7 +94,9 @@ def test_source_package_is_the_sdist_and_the_series(project):
     pin = patchqueue.Pin(ROOT)
     # the orig tarball is the pinned sdist itself, byte for byte
     assert sha256(os.path.join(out, 'patroni_{0}.orig.tar.gz'.format(pin.version))) == pin.sha256
-    version = '{0}-0{1}'.format(pin.version, pin.local.replace('.', ''))
+    # Debian's revision this packaging derives from, + the series' label
+    version = '{0}+{1}'.format(packaging_build.DEBIAN_PATRONI, pin.local.replace('.', ''))
+    assert packaging_build.DEBIAN_PATRONI.startswith(pin.version + '-'), packaging_build.DEBIAN_PATRONI
     assert result.stdout.strip() == 'build/deb/patroni_{0}.dsc'.format(version)
     with open(os.path.join(out, 'patroni_{0}.dsc'.format(version))) as f:
         dsc = f.read()
@@ -129,9 +135,15 @@ def test_source_package_is_the_sdist_and_the_series(project):
     unit = members['debian/patroni.service'].decode()
     assert 'Environment=PATRONI_CONFIG_FILE=/etc/patroni/config.yml\n' in unit, unit
     assert 'patroni.yml' not in unit, unit
-    # and the version sorts above Debian's own (trixie) and below PGDG's of the same upstream (docs/packaging.md)
-    for other, relation in (('4.0.7-3~deb13u1', 'gt'), ('4.1.5-1.pgdg130+1', 'lt')):
-        assert subprocess.run(['dpkg', '--compare-versions', version, relation, other], timeout=10).returncode == 0
+    # Debian's /etc/init.d/patroni removed on an upgrade from any earlier version
+    assert members['debian/patroni.maintscript'].decode().splitlines()[-1] == \
+        'rm_conffile /etc/init.d/patroni {0}~'.format(version)
+    # and the version sorts above Debian's own in every suite that ships it (trixie; forky and sid) and PGDG's
+    # 4.1.5-1, below Debian's next revision and PGDG's of the same one (docs/packaging.md: the pin)
+    for other, relation in (('4.0.7-3~deb13u1', 'gt'), ('4.1.5-2', 'gt'), ('4.1.5-2+deb14u1', 'gt'),
+                            ('4.1.5-1.pgdg130+1', 'gt'), ('4.1.5-3', 'lt'), ('4.1.5-2.pgdg130+1', 'lt')):
+        compared = subprocess.run(['dpkg', '--compare-versions', version, relation, other], timeout=10)
+        assert compared.returncode == 0, (version, relation, other)
 
 
 def test_series_that_no_longer_applies_names_patch_and_file(project):
@@ -184,6 +196,9 @@ def test_rpm_requires_files_and_scriptlets(rpm_built):
     names = {r.split()[0] for r in requires if r}
     assert {'python3-psutil', 'python3-pyyaml', 'python3-ydiff', 'python3-psycopg2'} <= names, requires
     assert not any('systemd' in n and n.startswith('python') for n in names), requires
+    # one DCS client, as Debian's Depends (docs/packaging.md): a rich dependency
+    assert '(python3-etcd or python3-consul or python3-kazoo or python3-pysyncobj or python3-kubernetes)' in \
+        requires, requires
     files = rpm_query(rpm_built, '--list').split('\n')
     assert '/usr/lib/systemd/system/patroni.service' in files and '/usr/lib/systemd/system/patroni@.service' in files
     assert '/usr/bin/patroni' in files and '/usr/bin/patronictl' in files
@@ -229,3 +244,73 @@ def test_changelog_behind_upstream_cfg_is_one_line(project):
     assert len(lines) == 1 and 'packaging/debian/changelog starts with' in lines[0], result.stderr
     assert 'sdnotify9' in lines[0], lines[0]
     assert not os.path.exists(os.path.join(path, 'build', 'deb'))
+
+
+# what apt-get prints (its messages, with a documentation address and name): a 404 of a package the suite has
+# superseded, and the mirror not reached at all
+APT_404 = 'E: Failed to fetch http://192.0.2.1/debian/pool/main/p/patroni/patroni_4.0.7-3~deb13u1_all.deb  404  ' \
+          'Not Found [IP: 192.0.2.1 80]'
+APT_UNREACHABLE = [
+    "W: Failed to fetch http://192.0.2.1/debian/dists/trixie/InRelease  Temporary failure resolving 'mirror.invalid'",
+    "E: Failed to fetch http://192.0.2.1/debian/dists/trixie/InRelease  Could not resolve 'mirror.invalid'",
+    'E: Failed to fetch http://192.0.2.1/debian/pool/main/p/patroni/patroni_4.1.5-2_all.deb  Could not connect to '
+    '192.0.2.1:80 (192.0.2.1), connection timed out',
+    'E: Failed to fetch http://192.0.2.1/debian/dists/trixie/InRelease  Unable to connect to 192.0.2.1:http:',
+]
+
+
+def test_build_exit_2_only_when_the_mirror_cannot_be_reached():
+    """packaging/build.py exits 2 (tests skip on it) for a DNS or connect error only; a 404 "Failed to fetch" (a
+    package the suite superseded) is a failure. The control: each unreachable message is recognised."""
+    assert not packaging_build.unreachable(APT_404)
+    assert not packaging_build.unreachable("E: Version '4.1.5-2' for 'patroni' was not found")
+    for message in APT_UNREACHABLE:
+        assert packaging_build.unreachable(message), message
+
+
+@pytest.fixture
+def debian_root_copy(tmp_path):
+    """tests/debian_root.sh alone in an empty project directory (its .cache empty: debootstrap always runs)."""
+    if os.geteuid() != 0 or not shutil.which('debootstrap'):
+        pytest.skip('needs root and debootstrap (tests/deps.sh debootstrap)')
+    (tmp_path / 'tests').mkdir()
+    shutil.copy2(os.path.join(ROOT, 'tests', 'debian_root.sh'), str(tmp_path / 'tests'))
+    return str(tmp_path / 'tests' / 'debian_root.sh')
+
+
+def run_debian_root(script, mirror):
+    return subprocess.run([script, 'bookworm'], env=dict(os.environ, SDNOTIFY_DEBIAN_MIRROR=mirror,
+                                                         SDNOTIFY_STEP_TIMEOUT='60'),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=180)
+
+
+def test_debian_root_exit_2_only_when_the_mirror_cannot_be_reached(debian_root_copy, tmp_path):
+    """tests/debian_root.sh against a mirror that answers 404 (an HTTP server on loopback serving an empty
+    directory: the suite's Release file is not there) fails with 1, not 2; against a loopback port nobody listens
+    on (connection refused) with 2, the mirror named unreachable. Nothing is left in .cache."""
+    import functools
+    import http.server
+    import socket
+    import threading
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(empty))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        answered = run_debian_root(debian_root_copy, 'http://127.0.0.1:{0}/debian'.format(server.server_port))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert answered.returncode == 1, answered.stderr
+    assert 'debootstrap bookworm from' in answered.stderr and 'cannot be reached' not in answered.stderr
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    refused = run_debian_root(debian_root_copy, 'http://127.0.0.1:{0}/debian'.format(port))
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.strip().splitlines()[-1].endswith('cannot be reached'), refused.stderr
+    assert os.listdir(os.path.join(os.path.dirname(os.path.dirname(debian_root_copy)), '.cache')) == [
+        'debootstrap-bookworm.log']
