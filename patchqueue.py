@@ -31,7 +31,7 @@ from typing import Any, Dict, List, Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 #: which command writes a record of docs/results (by name, without the interpreter suffix); the others: make results
-RECORDED_BY = {'pr_map': 'make pr-map', 'upstream_suite': 'make upstream-suite'}
+RECORDED_BY = {'pr_map': 'make pr-map', 'upstream_suite': 'make upstream-suite', 'acceptance': 'make acceptance'}
 SDIST_ENV = 'PATRONI_SDIST'
 GENERATED = ('patroni', 'generated')
 PRISTINE_TAG = 'pristine'
@@ -305,7 +305,7 @@ def series_stamp(root: str) -> str:
 
 
 def stale_records(root: str) -> List[str]:
-    """The records of docs/results whose first ``series`` line is not today's series (or that have none).
+    """The records of docs/results with a ``series`` line that is not today's series, or with none.
 
     :param root: the project directory.
     :returns: their names, relative to docs/results.
@@ -317,7 +317,7 @@ def stale_records(root: str) -> List[str]:
         if name.endswith('.txt'):
             with open(os.path.join(folder, name)) as f:
                 lines = [line.rstrip('\n') for line in f if line.startswith('series ')]
-            if lines[:1] != [stamp]:
+            if not lines or set(lines) != {stamp}:  # every series line of the record: a block of another is stale
                 stale.append(name)
     return stale
 
