@@ -119,7 +119,7 @@ run() {  # run DCS SIDE FEATURE SUFFIX: one behave run of one feature, alone
     out=$WORK/results/$dcs/$side
     mkdir -p "$out"
     rm -rf "$dir/features/output" "$dir/data" "$dir/.acceptance" "$out/$feature$suffix".*
-    mkdir -p "$dir/.acceptance" && chown "$RUN_USER:" "$dir/.acceptance"
+    mkdir -p "$dir/.acceptance/tmp" && chown -R "$RUN_USER:" "$dir/.acceptance"
     if [ "$dcs" = zookeeper ] || [ "$dcs" = exhibitor ]; then
         zk=(--zookeeper "$(zookeeper_classpath)" --zookeeper-dir "$dir/.acceptance/zookeeper")
     fi
@@ -129,6 +129,7 @@ run() {  # run DCS SIDE FEATURE SUFFIX: one behave run of one feature, alone
     set +e
     (cd "$dir" && env -u NOTIFY_SOCKET -u WATCHDOG_USEC -u WATCHDOG_PID -u LISTEN_FDS -u LISTEN_PID \
         PATH="$WORK/bin:$VENV/bin:$PGBIN:$(dirname "$ETCD"):.:$PATH" HOME="$dir/.acceptance" \
+        TMPDIR="$dir/.acceptance/tmp" \
         DCS="$dcs" BUILD_NUMBER=acceptance PYTHONDONTWRITEBYTECODE=1 \
         "${lock[@]}" timeout -k 10 "$RUN_TIMEOUT" unshare --net --pid --fork --mount-proc --kill-child \
         "$PYTHON" "$HERE/bench/acceptance_init.py" --user "$RUN_USER" \
