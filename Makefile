@@ -60,11 +60,11 @@ upstream-suite:
 # PostgreSQL 15 and etcd from `make deps`, Debian's zookeeper package for DCS=zookeeper); runs of one DCS at a time
 # add up in build/acceptance, the record docs/results/acceptance.txt holds all of them:
 #   make acceptance UPSTREAM=/path/to/a/clone/of/patroni [REF=commit] [DCS="etcd3 etcd raft zookeeper"]
-#                   [FEATURES="basic_replication ..."] [LOCK=/a/file/for/flock]
+#                   [FEATURES="basic_replication ..."] [LOCK=/a/file/for/flock] [RECORD_ONLY=yes]
 acceptance:
 	test -n "$(UPSTREAM)" || (echo 'make acceptance: set UPSTREAM to a clone of upstream Patroni' >&2; exit 2)
 	mkdir -p docs/results
-	($(SERIES_STAMP) && PYTHON=$(PYTHON) FEATURES="$(FEATURES)" LOCK="$(LOCK)" \
+	($(SERIES_STAMP) && PYTHON=$(PYTHON) FEATURES="$(FEATURES)" LOCK="$(LOCK)" RECORD_ONLY="$(RECORD_ONLY)" \
 	  bench/acceptance.sh $(UPSTREAM) $(or $(REF),HEAD) $(DCS)) > docs/results/acceptance.txt.tmp
 	mv docs/results/acceptance.txt.tmp docs/results/acceptance.txt
 	cat docs/results/acceptance.txt

@@ -18,6 +18,7 @@
 # on the host's ports is touched and nothing outlives the run, bounded by RUN_TIMEOUT seconds (default 700). With
 # LOCK=<file>, each run holds `flock <file>` and nothing else does. A feature whose scenarios end differently on the
 # two sides is run again, alone, on both sides (RERUNS times, default 1), to tell a flake from a difference.
+# RECORD_ONLY=yes runs nothing and prints the record of the runs kept so far (e.g. after a run was stopped).
 #
 # The results stay in ACCEPTANCE_DIR/results/<dcs>/<side>/<feature>.{json,log,wall,rc,output}, for the series and
 # upstream commit of ACCEPTANCE_DIR/key (a new series or commit starts afresh), so runs of one DCS at a time add up;
@@ -146,6 +147,7 @@ run() {  # run DCS SIDE FEATURE SUFFIX: one behave run of one feature, alone
     log "$dcs $side $feature$suffix: exit $rc, $(cat "$out/$feature$suffix.wall" 2>/dev/null || echo '?') s"
 }
 
+[ "${RECORD_ONLY:-no}" = no ] || DCS_LIST=()  # the record of the runs kept so far, nothing run
 for dcs in "${DCS_LIST[@]}"; do
     why=$(unavailable "$dcs")
     mkdir -p "$WORK/results/$dcs"

@@ -249,7 +249,9 @@ def record(work: str) -> List[str]:
             cells = []
             for side in SIDES:
                 cell = counts(runs[side]['scenarios'])
-                if runs[side]['scenarios'] is None:
+                if runs[side]['rc'] == '?':
+                    cell = 'not run'
+                elif runs[side]['scenarios'] is None:
                     cell = 'timed out' if runs[side]['rc'] == '124' else 'exit {0}'.format(runs[side]['rc'])
                 else:
                     statuses = [s[1] for s in runs[side]['scenarios']]
@@ -262,6 +264,8 @@ def record(work: str) -> List[str]:
                 cells.extend([cell, runs[side]['wall']])
             lines.append(row.format(name, *cells))
             master, series = runs['master']['scenarios'], runs['series']['scenarios']
+            if '?' in (runs['master']['rc'], runs['series']['rc']):
+                continue  # a side not run (yet): nothing to compare
             for scenario in differing(master, series):
                 notes.append('  differs: {0}: {1}'.format(name, scenario))
                 for side in SIDES:
