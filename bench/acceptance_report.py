@@ -167,6 +167,36 @@ def describe(scenarios: Optional[List[Scenario]], name: str) -> str:
     return 'absent' if scenarios is not None else 'no result'
 
 
+#: a Patroni log line of level ERROR or CRITICAL: (level, function, message)
+LOG_LINE = re.compile(r'^\S+ \S+ (ERROR|CRITICAL) \[[^\]]* - ([^\]]+)\]: (.*)$')
+
+
+def log_findings(work: str, dcs: str, side: str, feature: str) -> Tuple[int, int, List[str]]:
+    """The ERROR and CRITICAL lines and the tracebacks in the Patroni logs of one run (features/output).
+
+    :param work: the acceptance directory.
+    :param dcs: the DCS.
+    :param side: ``master`` or ``series``.
+    :param feature: the feature.
+    :returns: how many such lines, how many tracebacks, and the lines as ``LEVEL function: message`` with numbers
+        written as ``N`` (so that the two sides compare: the series moves line numbers, PIDs and times differ).
+    """
+    errors, tracebacks, lines = 0, 0, []
+    pattern = os.path.join(work, 'results', dcs, side, feature + '.output', '*', 'patroni_*.log')
+    for path in sorted(glob.glob(pattern)):
+        if '_failed' in os.path.basename(os.path.dirname(path)):
+            continue  # environment.py's copy of a failed feature's directory
+        with open(path, errors='replace') as f:
+            for line in f:
+                if line.startswith('Traceback'):
+                    tracebacks += 1
+                match = LOG_LINE.match(line)
+                if match:
+                    errors += 1
+                    lines.append(re.sub(r'\d+', 'N', '{0} {1}: {2}'.format(*match.groups()))[:160])
+    return errors, tracebacks, lines
+
+
 def features_of(work: str, dcs: str) -> List[str]:
     """The features run on a DCS, in name order.
 
@@ -244,6 +274,8 @@ def record(work: str) -> List[str]:
         lines.append(row.format('feature', 'master', 'wall', 'master+series', 'wall'))
         notes: List[str] = []
         totals = {side: [0, 0, 0, 0.0] for side in SIDES}
+        logs = {side: [0, 0] for side in SIDES}
+        series_only: List[str] = []
         for name in names:
             runs = {side: run_of(work, dcs, side, name) for side in SIDES}
             cells = []
@@ -263,6 +295,12 @@ def record(work: str) -> List[str]:
                     pass
                 cells.extend([cell, runs[side]['wall']])
             lines.append(row.format(name, *cells))
+            found = {side: log_findings(work, dcs, side, name) for side in SIDES}
+            for side in SIDES:
+                logs[side][0] += found[side][0]
+                logs[side][1] += found[side][1]
+            series_only.extend(sorted('{0}: {1}'.format(name, line)
+                                      for line in set(found['series'][2]) - set(found['master'][2])))
             master, series = runs['master']['scenarios'], runs['series']['scenarios']
             if '?' in (runs['master']['rc'], runs['series']['rc']):
                 continue  # a side not run (yet): nothing to compare
@@ -285,6 +323,9 @@ def record(work: str) -> List[str]:
                         + describe(series, s[0])))
         lines.append(row.format('total', *['{0}/{1}/{2}'.format(*totals[side][:3]) if i == 0
                                            else '{0:.0f}'.format(totals[side][3]) for side in SIDES for i in range(2)]))
+        lines.append('  patroni logs, ERROR/CRITICAL lines and tracebacks: ' + ', '.join(
+            '{0} {1}/{2}'.format(LABELS[side], *logs[side]) for side in SIDES))
+        lines.extend('  only on master+series: ' + line for line in series_only)
         lines.extend(notes)
         if not any(n.startswith('  differs:') for n in notes):
             lines.append('  differs: none')

@@ -60,8 +60,17 @@ def test_a_scenario_that_differs_is_listed_with_its_step_error_and_rerun(work: s
     write_run(work, 'etcd3', 'series', 'basic_replication', ['passed', 'failed', 'skipped'])
     write_run(work, 'etcd3', 'master', 'basic_replication', ['passed', 'passed', 'skipped'], '.rerun1')
     write_run(work, 'etcd3', 'series', 'basic_replication', ['passed', 'passed', 'skipped'], '.rerun1')
+    error = '2026-12-06 23:32:56,159 ERROR [/t/patroni/ha.py:{0} - demote]: failed to demote (pid {0})\n'
+    for side, extra in (('master', ''), ('series', error)):
+        logs = os.path.join(work, 'results', 'etcd3', side, 'basic_replication.output', 'basic_replication')
+        os.makedirs(logs)
+        with open(os.path.join(logs, 'patroni_postgres-0.log'), 'w') as f:
+            f.write('2026-12-06 23:32:48,763 CRITICAL [/t/patroni/__main__.py:152 - ensure_unique_name]: '
+                    "Can't start\n" + extra.format(len(side)))
     assert report.main(['--differs', work, 'etcd3', 'basic_replication']) == 0
     lines = report.record(work)
+    assert '  patroni logs, ERROR/CRITICAL lines and tracebacks: master 1/0, master+series 2/0' in lines
+    assert '  only on master+series: basic_replication: ERROR demote: failed to demote (pid N)' in lines
     assert 'master+series: 2 commits on it' in lines[0]
     row = [line for line in lines if line.startswith('  basic_replication')]
     assert row and row[0].split() == ['basic_replication', '2/0/1', '42.0', '1/1/1', '42.0']
