@@ -269,7 +269,7 @@ def record(work: str) -> List[str]:
             continue
         names = features_of(work, dcs)
         lines.append('dcs {0}'.format(dcs))
-        width = max([len(n) for n in names] + [7])
+        width = max([len(n) for n in names] + [19])
         row = '  {0:<%d}  {1:<14} {2:>7}  {3:<14} {4:>7}' % width
         lines.append(row.format('feature', 'master', 'wall', 'master+series', 'wall'))
         notes: List[str] = []
@@ -278,6 +278,7 @@ def record(work: str) -> List[str]:
         series_only: List[str] = []
         for name in names:
             runs = {side: run_of(work, dcs, side, name) for side in SIDES}
+            both = '?' not in (runs['master']['rc'], runs['series']['rc'])  # totals and logs: pairs only
             cells = []
             for side in SIDES:
                 cell = counts(runs[side]['scenarios'])
@@ -285,16 +286,18 @@ def record(work: str) -> List[str]:
                     cell = 'not run'
                 elif runs[side]['scenarios'] is None:
                     cell = 'timed out' if runs[side]['rc'] == '124' else 'exit {0}'.format(runs[side]['rc'])
-                else:
+                elif both:
                     statuses = [s[1] for s in runs[side]['scenarios']]
                     for i, status in enumerate(('passed', 'failed', 'skipped')):
                         totals[side][i] += statuses.count(status)
                 try:
-                    totals[side][3] += float(runs[side]['wall'])
+                    totals[side][3] += float(runs[side]['wall']) if both else 0.0
                 except ValueError:
                     pass
                 cells.extend([cell, runs[side]['wall']])
             lines.append(row.format(name, *cells))
+            if not both:
+                continue  # a side not run (yet): nothing to compare
             found = {side: log_findings(work, dcs, side, name) for side in SIDES}
             for side in SIDES:
                 logs[side][0] += found[side][0]
@@ -302,8 +305,6 @@ def record(work: str) -> List[str]:
             series_only.extend(sorted('{0}: {1}'.format(name, line)
                                       for line in set(found['series'][2]) - set(found['master'][2])))
             master, series = runs['master']['scenarios'], runs['series']['scenarios']
-            if '?' in (runs['master']['rc'], runs['series']['rc']):
-                continue  # a side not run (yet): nothing to compare
             for scenario in differing(master, series):
                 notes.append('  differs: {0}: {1}'.format(name, scenario))
                 for side in SIDES:
@@ -321,8 +322,10 @@ def record(work: str) -> List[str]:
                     notes.append('  failed on both: {0}: {1} ({2})'.format(
                         name, s[0], 'master: ' + describe(master, s[0]) + '; master+series: '
                         + describe(series, s[0])))
-        lines.append(row.format('total', *['{0}/{1}/{2}'.format(*totals[side][:3]) if i == 0
-                                           else '{0:.0f}'.format(totals[side][3]) for side in SIDES for i in range(2)]))
+        total = []
+        for side in SIDES:
+            total.extend(['{0}/{1}/{2}'.format(*totals[side][:3]), '{0:.0f}'.format(totals[side][3])])
+        lines.append(row.format('total (run on both)', *total))
         lines.append('  patroni logs, ERROR/CRITICAL lines and tracebacks: ' + ', '.join(
             '{0} {1}/{2}'.format(LABELS[side], *logs[side]) for side in SIDES))
         lines.extend('  only on master+series: ' + line for line in series_only)

@@ -93,7 +93,7 @@ def test_the_same_outcomes_differ_in_nothing_and_a_failure_on_both_sides_is_list
     assert '  differs: none' in text and '  differs: basic' not in text
     assert '  failed on both: recovery: scenario 0 (master: failed at "Then {0}"'.format(FAILED_STEP) in text
     assert [line.split() for line in text.splitlines() if line.startswith('  total')] == [
-        ['total', '2/1/1', '84', '2/1/1', '84']]
+        ['total', '(run', 'on', 'both)', '2/1/1', '84', '2/1/1', '84']]
 
 
 def test_a_run_killed_by_its_timeout_differs_from_a_result_and_a_dcs_not_run_says_why(work: str) -> None:
