@@ -268,6 +268,9 @@ def record(work: str) -> List[str]:
             lines.append('dcs {0}: not run: {1}'.format(dcs, read(why)))
             continue
         names = features_of(work, dcs)
+        if not names:
+            lines.append('dcs {0}: no feature run yet'.format(dcs))
+            continue
         lines.append('dcs {0}'.format(dcs))
         width = max([len(n) for n in names] + [19])
         row = '  {0:<%d}  {1:<14} {2:>7}  {3:<14} {4:>7}' % width
