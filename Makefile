@@ -17,7 +17,7 @@ PY_VERSION = $(if $(PY),$(shell $(PY) -c 'import platform; print(platform.python
 record = docs/results/$(or $(RECORD),$(1)$(if $(PY_VERSION),-py$(PY_VERSION)).txt)
 PIP = timeout $(STEP_TIMEOUT) $(VENV)/bin/pip install --quiet --disable-pip-version-check
 
-.PHONY: install records test deps demo results upstream-suite pr-map deb deb-source rpm test-deb test-py314
+.PHONY: install records test deps demo results upstream-suite acceptance pr-map deb deb-source rpm test-deb test-py314
 
 install:
 	$(eval UNREACHABLE := $(shell $(PYTHON) patchqueue.py reachable $(VENV) $(SERVICE_USER) 2>&1))
@@ -78,6 +78,20 @@ upstream-suite:
 	  bench/upstream_suite.sh $(UPSTREAM) $(or $(REF),HEAD) $(or $(PY),$(PYTHON))) > $(call record,upstream_suite).tmp
 	mv $(call record,upstream_suite).tmp $(call record,upstream_suite)
 	cat $(call record,upstream_suite)
+
+# upstream's acceptance suite (behave, features/) on its master, without and with the series, feature by feature, on
+# each DCS this machine runs (bench/acceptance.sh; as root: behave runs as postgres in private namespaces; needs
+# PostgreSQL 15 and etcd from `make deps`, Debian's zookeeper package for DCS=zookeeper); runs of one DCS at a time
+# add up in build/acceptance, the record docs/results/acceptance.txt holds all of them:
+#   make acceptance UPSTREAM=/path/to/a/clone/of/patroni [REF=commit] [DCS="etcd3 etcd raft zookeeper"]
+#                   [FEATURES="basic_replication ..."] [LOCK=/a/file/for/flock] [RECORD_ONLY=yes]
+acceptance:
+	test -n "$(UPSTREAM)" || (echo 'make acceptance: set UPSTREAM to a clone of upstream Patroni' >&2; exit 2)
+	mkdir -p docs/results
+	($(SERIES_STAMP) && PYTHON=$(PYTHON) FEATURES="$(FEATURES)" LOCK="$(LOCK)" RECORD_ONLY="$(RECORD_ONLY)" \
+	  bench/acceptance.sh $(UPSTREAM) $(or $(REF),HEAD) $(DCS)) > docs/results/acceptance.txt.tmp
+	mv docs/results/acceptance.txt.tmp docs/results/acceptance.txt
+	cat docs/results/acceptance.txt
 
 # distribution packages from the pinned sdist + patches/series (docs/packaging.md), into build/deb and build/rpm:
 # the 3.0 (quilt) source package (here, with dpkg-source), the .deb built in a Debian trixie build root
