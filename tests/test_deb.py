@@ -593,7 +593,7 @@ printf 'deb [trusted=yes] file:/srv/pin/ours ./\\ndeb [trusted=yes] file:/srv/pi
 apt-get {apt} update -qq
 """
 # what docs/packaging.md and README.Debian tell administrators to write (our archive's Origin)
-PIN = 'Package: patroni\nPin: release o=patroni-sdnotify\nPin-Priority: 990\n'
+PIN = 'Package: patroni\nPin: release o=patroni-sdnotify\nPin-Priority: 995\n'
 
 
 def test_apt_pin_keeps_ours_against_a_later_debian_revision(tier):
