@@ -7,8 +7,9 @@ SERVICE_USER ?= postgres
 EXTRAS ?= etcd3,psycopg2-binary
 # every pip step is bounded (seconds); tests/deps.sh bounds its apt-get and debootstrap steps the same way
 STEP_TIMEOUT ?= 600
-# the first line of a record in docs/results: the series it is of (sha256 of the patch files of patches/series, in
-# order) and the package version; `make test` fails first, in one line, when a record is not of today's series
+# the `series` line of a record in docs/results (its first line, or under a benchmark's command and date): the series
+# it is of (sha256 of the patch files of patches/series, in order) and the package version; `make test` fails first,
+# in one line, when a record is not of today's series (`make records`)
 SERIES_STAMP = $(PYTHON) patchqueue.py series-stamp
 # where `make upstream-suite` and `make pr-map` write their record: docs/results/<name>.txt with the machine's
 # /usr/bin/python3 (PY unset), docs/results/<name>-py<version>.txt with PY= (a pyenv interpreter, or

@@ -289,7 +289,7 @@ def stamp_of(pin: Pin, patches: List[str]) -> str:
 
 
 def series_stamp(root: str) -> str:
-    """The first line of every record in docs/results: the series it is of, and the package version.
+    """The ``series`` line of every record in docs/results: the series it is of, and the package version.
 
     The fingerprint is the sha256 of the bytes of the patch files named in patches/series, in that order,
     concatenated: ``cat $(sed 's/#.*//' patches/series | awk 'NF{print "patches/"$1}') | sha256sum``.
