@@ -28,7 +28,8 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 git clone --quiet --no-checkout "$UPSTREAM" "$TMP/up"
 cd "$TMP/up"
-git -c advice.detachedHead=false checkout --quiet "$(git -C "$UPSTREAM" rev-parse "$REF")"
+COMMIT=$(git -C "$UPSTREAM" rev-parse "$REF")
+git -c advice.detachedHead=false checkout --quiet "$COMMIT"
 git config user.name patroni-sdnotify && git config user.email patroni-sdnotify@localhost
 echo "upstream $(git log -1 --format='%H (%s)')"
 "$PYTHON" -m venv "$TMP/venv"
@@ -76,9 +77,9 @@ fi
 SDIST=$(cd "$HERE" && python3 patchqueue.py fetch)
 mkdir "$TMP/base"
 tar -xzf "$SDIST" -C "$TMP/base" --strip-components=1
-git -C "$TMP/up" show "$(git -C "$UPSTREAM" rev-parse "$REF")":tests/__init__.py >"$TMP/base/tests/__init__.py"
-git -C "$TMP/up" show "$(git -C "$UPSTREAM" rev-parse "$REF")":tox.ini >"$TMP/base/tox.ini"
-git -C "$TMP/up" show "$(git -C "$UPSTREAM" rev-parse "$REF")":postgres0.yml >"$TMP/base/postgres0.yml"
+for f in tests/__init__.py tox.ini postgres0.yml; do
+    git -C "$TMP/up" show "$COMMIT:$f" >"$TMP/base/$f"
+done
 cd "$TMP/base"
 git init --quiet . && git config user.name patroni-sdnotify && git config user.email patroni-sdnotify@localhost
 git add -A && git commit --quiet -m base
