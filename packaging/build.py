@@ -168,7 +168,7 @@ def pin() -> patchqueue.Pin:
 
 
 def debian_version(p: patchqueue.Pin) -> str:
-    """``<Debian's revision>+<local version without dots>``, e.g. 4.1.5-2+sdnotify5: Debian's patroni
+    """``<Debian's revision>+<local version without dots>``, e.g. 4.1.5-2+sdnotify6: Debian's patroni
     :data:`DEBIAN_PATRONI`, which this packaging derives from (its postgresql-common integration is taken from that
     .deb), with the series. It sorts above that revision (and trixie's 4.0.7-3~deb13u1), below Debian's next one
     (4.1.5-3) and PGDG's of the same revision (4.1.5-2.pgdg*): docs/packaging.md, the pin."""

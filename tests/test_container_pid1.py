@@ -235,17 +235,13 @@ def parsing(pid: int, path: str) -> bool:
 
 
 @pytest.mark.parametrize('sighup', [True, False], ids=['sighup', 'control'])
-def test_sighup_forwarded_while_the_daemon_starts(request, python, parts, sighup):
+def test_sighup_forwarded_while_the_daemon_starts(python, parts, sighup):
     """The daemon reads a configuration file that takes seconds to parse (20 MB of comments); while it does, its
     path is made to name another file with other tags, and PID 1, which forwards signals by then, gets a SIGHUP: the
     daemon must survive it and apply the file as it is then (the other file's tags), where the control, without
     SIGHUP, keeps what it read first. That the SIGHUP reached the daemon inside that window is asserted: PID 1 has
     forwarded it (it went back to waiting) while the daemon still had the first file open."""
     bin_dir, pg_bin, method = python
-    if sighup and method == 'forkserver':
-        # runs, and must fail: it passes once the series blocks SIGHUP around the start (docs/upstreaming.md, PR 2)
-        request.node.add_marker(pytest.mark.xfail(strict=True, reason='forkserver: the daemon is forked by a server '
-                                                  'whose SIGHUP action is the default, fatal one'))
     workdir, etcd, containers = parts
     first = config(workdir, etcd, pg_bin, {'read': 'first'})
     slow = workdir.file('slow.yml', PADDING + json.dumps(first) + '\n')
