@@ -11,6 +11,8 @@ STEP_TIMEOUT ?= 600
 # it is of (sha256 of the patch files of patches/series, in order) and the package version; `make test` fails first,
 # in one line, when a record is not of today's series (`make records`)
 SERIES_STAMP = $(PYTHON) patchqueue.py series-stamp
+# the records made on upstream's master also name the upstream-only docs patches they apply (their fingerprint)
+UPSTREAM_STAMP = $(SERIES_STAMP) --upstream-only
 # where `make upstream-suite` and `make pr-map` write their record: docs/results/<name>.txt with the machine's
 # /usr/bin/python3 (PY unset), docs/results/<name>-py<version>.txt with PY= (a pyenv interpreter, or
 # tests/root_python.sh: the Python of a Debian root, forky's 3.14); RECORD=<file name> names another file there
@@ -75,7 +77,7 @@ results: deps
 upstream-suite:
 	test -n "$(UPSTREAM)" || (echo 'make upstream-suite: set UPSTREAM to a clone of upstream Patroni' >&2; exit 2)
 	mkdir -p docs/results
-	($(SERIES_STAMP) && AMEND="$(AMEND)" \
+	($(UPSTREAM_STAMP) && AMEND="$(AMEND)" \
 	  bench/upstream_suite.sh $(UPSTREAM) $(or $(REF),HEAD) $(or $(PY),$(PYTHON))) > $(call record,upstream_suite).tmp
 	mv $(call record,upstream_suite).tmp $(call record,upstream_suite)
 	cat $(call record,upstream_suite)
@@ -89,7 +91,7 @@ upstream-suite:
 acceptance:
 	test -n "$(UPSTREAM)" || (echo 'make acceptance: set UPSTREAM to a clone of upstream Patroni' >&2; exit 2)
 	mkdir -p docs/results
-	($(SERIES_STAMP) && PYTHON=$(PYTHON) FEATURES="$(FEATURES)" LOCK="$(LOCK)" RECORD_ONLY="$(RECORD_ONLY)" \
+	($(UPSTREAM_STAMP) && PYTHON=$(PYTHON) FEATURES="$(FEATURES)" LOCK="$(LOCK)" RECORD_ONLY="$(RECORD_ONLY)" \
 	  bench/acceptance.sh $(UPSTREAM) $(or $(REF),HEAD) $(DCS)) > docs/results/acceptance.txt.tmp
 	mv docs/results/acceptance.txt.tmp docs/results/acceptance.txt
 	cat docs/results/acceptance.txt
@@ -125,7 +127,7 @@ PYRIGHT_VERSION = 1.1.411
 pr-map: .cache/pyright/node_modules/.bin/pyright
 	test -n "$(UPSTREAM)" || (echo 'make pr-map: set UPSTREAM to a clone of upstream Patroni' >&2; exit 2)
 	mkdir -p docs/results
-	($(SERIES_STAMP) && \
+	($(UPSTREAM_STAMP) && \
 	  PR_AUTHOR="$(PR_AUTHOR)" PR_OUT="$(PR_OUT)" bench/pr_map.sh $(UPSTREAM) $(or $(REF),HEAD) $(or $(PY),$(PYTHON))) \
 	  > $(call record,pr_map).tmp
 	mv $(call record,pr_map).tmp $(call record,pr_map)

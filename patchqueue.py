@@ -304,20 +304,43 @@ def series_stamp(root: str) -> str:
     return 'series {0} (patroni {1})'.format(digest.hexdigest(), Pin(root).package_version)
 
 
+def upstream_only_stamp(root: str) -> str:
+    """The ``upstream-only`` line of the records made on upstream's master (the PR map, upstream's suites): the docs
+    patches of patches/upstream-only that they apply after the series, which the series' fingerprint does not cover.
+
+    :param root: the project directory.
+    :returns: ``upstream-only <sha256 of the files in name order, concatenated> (<n> patches)``.
+    """
+    folder = os.path.join(root, 'patches', 'upstream-only')
+    names = sorted(name for name in os.listdir(folder) if name.endswith('.patch')) if os.path.isdir(folder) else []
+    digest = hashlib.sha256()
+    for name in names:
+        with open(os.path.join(folder, name), 'rb') as f:
+            digest.update(f.read())
+    return 'upstream-only {0} ({1} patches)'.format(digest.hexdigest(), len(names))
+
+
 def stale_records(root: str) -> List[str]:
-    """The records of docs/results with a ``series`` line that is not today's series, or with none.
+    """The records of docs/results with a ``series`` line that is not today's series, or with none; of those made on
+    upstream's master (:data:`RECORDED_BY`), also those without the ``upstream-only`` line of today's
+    patches/upstream-only.
 
     :param root: the project directory.
     :returns: their names, relative to docs/results.
     """
     stamp = series_stamp(root)
+    extra = upstream_only_stamp(root)
     folder = os.path.join(root, 'docs', 'results')
     stale: List[str] = []
     for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
         if name.endswith('.txt'):
             with open(os.path.join(folder, name)) as f:
-                lines = [line.rstrip('\n') for line in f if line.startswith('series ')]
-            if not lines or set(lines) != {stamp}:  # every series line of the record: a block of another is stale
+                text = f.read().splitlines()
+            lines = [line for line in text if line.startswith('series ')]
+            others = [line for line in text if line.startswith('upstream-only ')]
+            # every series line of the record: a block of another is stale
+            made_on_upstream = name.split('-')[0].split('.')[0] in RECORDED_BY
+            if not lines or set(lines) != {stamp} or set(others) != ({extra} if made_on_upstream else set()):
                 stale.append(name)
     return stale
 
@@ -510,7 +533,9 @@ def main(argv: List[str]) -> int:
         cmd.add_argument('repo', metavar='DIR')
         if name == 'export':
             cmd.add_argument('--output', help='write the series here instead of patches/')
-    sub.add_parser('series-stamp', help="print the series' fingerprint line of the records in docs/results")
+    cmd = sub.add_parser('series-stamp', help="print the series' fingerprint line of the records in docs/results")
+    cmd.add_argument('--upstream-only', action='store_true',
+                     help='and the line of patches/upstream-only, for the records made on upstream master')
     sub.add_parser('records', help='fail unless every record in docs/results is of the series in patches/')
     cmd = sub.add_parser('reachable', help='fail unless USER may reach the venv DIR (make install)')
     cmd.add_argument('venv', metavar='DIR')
@@ -530,10 +555,12 @@ def main(argv: List[str]) -> int:
             print('\n'.join(queue_export(root, args.repo, args.output)))
         elif args.command == 'series-stamp':
             print(series_stamp(root))
+            if args.upstream_only:
+                print(upstream_only_stamp(root))
         elif args.command == 'records':
             stale = stale_records(root)
             if stale:
-                print('the series changed since {0} was recorded: run {1}'.format(
+                print('the series (or patches/upstream-only) changed since {0} was recorded: run {1}'.format(
                     ', '.join('docs/results/' + name for name in stale),
                     ' and '.join(sorted({RECORDED_BY.get(name.split('-')[0].split('.')[0], 'make results')
                                          for name in stale}))), file=sys.stderr)
