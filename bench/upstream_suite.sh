@@ -83,7 +83,16 @@ done
 cd "$TMP/base"
 git init --quiet . && git config user.name patroni-sdnotify && git config user.email patroni-sdnotify@localhost
 git add -A && git commit --quiet -m base
-echo "$(basename "$SDIST") (the pinned sdist) + tests/__init__.py, postgres0.yml and tox.ini of REF, alone:"
+# the sdist's own release has no tag in every clone: say whether the helpers differ at the last release tag before REF
+TAG=$(git -C "$TMP/up" describe --tags --abbrev=0 --match 'v[0-9]*' "$COMMIT" 2>/dev/null || true)
+if [ -z "$TAG" ]; then
+    SAME="no release tag before REF to compare them with"
+elif git -C "$TMP/up" diff --quiet "$TAG" "$COMMIT" -- tests/__init__.py tox.ini postgres0.yml; then
+    SAME="the same at $TAG"
+else
+    SAME="they differ at $TAG"
+fi
+echo "$(basename "$SDIST") (the pinned sdist) + tests/__init__.py, postgres0.yml and tox.ini of REF ($SAME), alone:"
 checks
 git am --quiet "${series[@]}"  # no -3, no fuzz: exactly as setup.py applies them (git apply)
 echo "$(basename "$SDIST") + patches/series (${#series[@]} patches, applied exactly, as setup.py builds what ships):"
