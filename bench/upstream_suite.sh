@@ -83,10 +83,10 @@ done
 cd "$TMP/base"
 git init --quiet . && git config user.name patroni-sdnotify && git config user.email patroni-sdnotify@localhost
 git add -A && git commit --quiet -m base
-# the sdist's own release has no tag in every clone: say whether the helpers differ at the last release tag before REF
-TAG=$(git -C "$TMP/up" describe --tags --abbrev=0 --match 'v[0-9]*' "$COMMIT" 2>/dev/null || true)
+# the sdist's own release has no tag in every clone: say whether the helpers differ at the newest release tag
+TAG=$(git -C "$TMP/up" tag --list 'v[0-9]*' --sort=-v:refname | head -n 1)
 if [ -z "$TAG" ]; then
-    SAME="no release tag before REF to compare them with"
+    SAME="no release tag in the clone to compare them with"
 elif git -C "$TMP/up" diff --quiet "$TAG" "$COMMIT" -- tests/__init__.py tox.ini postgres0.yml; then
     SAME="the same at $TAG"
 else
