@@ -236,9 +236,12 @@ def test_journal_tags_patroni_and_postgresql_lines(tmp_path):
 class Node(object):
     """A Patroni node's files for the harness: config, data and log, under one directory postgres owns."""
 
-    def __init__(self, workdir, name, dcs=None):
-        """*dcs*: settings of the cluster's bootstrap (``bootstrap.dcs``) to change, e.g. ``loop_wait``."""
+    def __init__(self, workdir, name, dcs=None, api_port=8008, pg_port=5432):
+        """*dcs*: settings of the cluster's bootstrap (``bootstrap.dcs``) to change, e.g. ``loop_wait``; *api_port*,
+        *pg_port*: where its REST API and PostgreSQL listen (the harness's loopback), other than the default for a
+        node that runs beside another."""
         self.dir = owned_by_postgres(os.path.join(workdir.path, name))
+        self.api_port, self.pg_port = api_port, pg_port
         self.scope = 'h-' + uuid.uuid4().hex[:8]
         self.workdir = workdir
         self.dcs = dcs or {}
@@ -248,7 +251,7 @@ class Node(object):
 
     def write(self, tags=None, parameters=None, sections=None, **postgresql):
         """*sections*: top-level sections to update (``restapi``, ``ctl``)."""
-        config = patroni_config(self.dir, self.scope, 'node1', 2379, 8008, 5432, tags)
+        config = patroni_config(self.dir, self.scope, 'node1', 2379, self.api_port, self.pg_port, tags)
         for name, values in (sections or {}).items():
             config.setdefault(name, {}).update(values)
         config['bootstrap']['dcs'].update(self.dcs)
@@ -349,8 +352,9 @@ def unit_harness(request):
         yield systemd
 
 
-def patroni_status(systemd):
-    return systemd.http_json('http://127.0.0.1:8008/patroni') or {}
+def patroni_status(systemd, node=None):
+    """GET /patroni of *node* (by default, of the node on the default port) in the harness; ``{}`` if no answer."""
+    return systemd.http_json('http://127.0.0.1:{0}/patroni'.format(node.api_port if node else 8008)) or {}
 
 
 @pytest.mark.parametrize('cell, sandbox', [(cell, 'plain') for cell in start_reload.CELLS]
@@ -520,9 +524,9 @@ def test_slow_stop_is_extended_while_postgres_works(unit_harness):
     try:
         assert harness.systemctl('start', 'patroni.service').returncode == 0
         wait_for(lambda: patroni_status(harness).get('state') == 'running', 60, 'PostgreSQL running\n' + node.tail())
-        # twelve segments, switched faster than the archiver takes them (new tables each run: the test runs once a
-        # sandbox on the same node)
-        backlog = wal_backlog(harness, node, 12)
+        # eight segments, switched faster than the archiver takes them (new tables each run: the test runs once a
+        # sandbox on the same node): a shutdown of 6 s at least, twice TimeoutStopSec=
+        backlog = wal_backlog(harness, node, 8)
         status_dir = os.path.join(node.dir, 'data', 'pg_wal', 'archive_status')
         assert backlog >= 6, backlog
         started = time.monotonic()
