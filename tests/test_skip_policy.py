@@ -1,5 +1,6 @@
-"""Issue 24, item 3: under ``CI=true`` a skip (an expected failure too) is a failure unless its reason is on tests/conftest.py's ALLOWED_SKIPS;
-outside CI a skip stays a skip. Run on a small suite of its own, with a copy of tests/conftest.py."""
+"""Issue 24, item 3: under ``CI=true`` a skip (an expected failure too) is a failure unless its reason is on
+tests/conftest.py's ALLOWED_SKIPS; outside CI a skip stays a skip. Run on a small suite of its own, with a copy of
+tests/conftest.py."""
 
 import os
 import shutil
