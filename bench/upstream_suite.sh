@@ -14,7 +14,7 @@
 # postgres0.yml, the configuration its tests read; tox.ini, the flake8/isort settings), in the same venv. Nothing is
 # written outside the temporary directory, which is removed at the end; `make upstream-suite UPSTREAM=...` writes the output to
 # docs/results/upstream_suite.txt (upstream_suite-py<version>.txt with PY=).
-# With AMEND="<diff> ..." (bench/amend/*.diff: changes to the series proposed for the series' owner, kept out of
+# With AMEND="<diff> ..." (changes to the series proposed for the series' owner, kept out of
 # patches/), the checks run a third time with those diffs applied on top (`git apply`).
 set -euo pipefail
 UPSTREAM=${1:?usage: bench/upstream_suite.sh UPSTREAM [REF] [PYTHON]}
