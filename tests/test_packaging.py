@@ -8,6 +8,7 @@ given by $PATRONI_SDIST, so that nothing of the worktree's build/ is touched.
 import hashlib
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -63,9 +64,9 @@ def project(tmp_path):
     return str(copy), env
 
 
-def build(project, what, env=None):
+def build(project, what, env=None, *args):
     path, default_env = project
-    return subprocess.run([PYTHON, 'packaging/build.py', what], cwd=path, env=env or default_env,
+    return subprocess.run([PYTHON, 'packaging/build.py', what] + list(args), cwd=path, env=env or default_env,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=240)
 
 
@@ -134,6 +135,11 @@ def test_source_package_is_the_sdist_and_the_series(project):
     assert tests and all('debian/tests/' + t in members for t in tests), tests
     unit = members['debian/patroni.service'].decode()
     assert 'Environment=PATRONI_CONFIG_FILE=/etc/patroni/config.yml\n' in unit, unit
+    # the header is the package's (built for Debian 13 and later), not the extras' "Copy to /etc/systemd/system/"
+    for name in ('patroni@.service', 'patroni.service'):
+        header = members['debian/' + name].decode().split('\n[Unit]\n')[0]
+        assert 'built for Debian 13 and later: Type=notify-reload, systemd >= 253' in header, header
+        assert 'Copy to' not in header and 'notify-reload.conf' not in header, header
     assert 'patroni.yml' not in unit, unit
     # Debian's /etc/init.d/patroni removed on an upgrade from any earlier version
     assert members['debian/patroni.maintscript'].decode().splitlines()[-1] == \
@@ -144,6 +150,58 @@ def test_source_package_is_the_sdist_and_the_series(project):
                             ('4.1.5-1.pgdg130+1', 'gt'), ('4.1.5-3', 'lt'), ('4.1.5-2.pgdg130+1', 'lt')):
         compared = subprocess.run(['dpkg', '--compare-versions', version, relation, other], timeout=10)
         assert compared.returncode == 0, (version, relation, other)
+
+
+def debian_files(out, version):
+    """The files of the source package's debian.tar.xz in *out*, as text."""
+    with tarfile.open(os.path.join(out, 'patroni_{0}.debian.tar.xz'.format(version))) as tar:
+        return {m.name: tar.extractfile(m).read().decode() for m in tar.getmembers()
+                if m.isfile() and not m.name.startswith('debian/patches/')}
+
+
+def trixie_only(text):
+    """What *text* says that holds for the trixie build only: each Type=notify-reload not said to be missing ("has
+    no Type=notify-reload"), a Breaks: on systemd, the extras' own install instructions."""
+    found = ['Type=notify-reload: ' + text[max(0, m.start() - 40):m.end()]
+             for m in re.finditer(r'Type=notify-reload', text) if not re.search(r'\bno\s+(#\s*)?$', text[:m.start()])]
+    found += [line for line in text.splitlines() if re.search(r'Breaks(:| older)|Copy to /etc/systemd|'
+                                                              r'tested on 252 and 257|notify-reload\.conf', line)]
+    return found
+
+
+def test_bookworm_source_says_what_bookworm_has(project):
+    """bookworm's source package (packaging/build.py source bookworm): every text a bookworm user reads (the units
+    as installed, NEWS.Debian, README.Debian, the description) says Type=notify with patroni_systemd_reload, nothing
+    of Type=notify-reload but that systemd 252 lacks it, no Breaks: systemd, no "Copy to /etc/systemd/system/". The
+    control: the same check finds what the trixie build's texts say of its own units."""
+    result = build(project, 'source', None, 'bookworm')
+    assert result.returncode == 0, result.stderr
+    pin = patchqueue.Pin(ROOT)
+    version = '{0}+{1}{2}'.format(packaging_build.DEBIAN_PATRONI, pin.local.replace('.', ''),
+                                  packaging_build.BOOKWORM_SUFFIX)
+    assert result.stdout.strip() == 'build/deb-bookworm/patroni_{0}.dsc'.format(version)
+    files = debian_files(os.path.join(project[0], 'build', 'deb-bookworm'), version)
+    news, readme = files['debian/NEWS'], files['debian/README.Debian']
+    assert news.startswith('patroni ({0}) bookworm; urgency=medium\n'.format(version)), news[:200]
+    assert files['debian/changelog'].startswith('patroni ({0}) bookworm;'.format(version))
+    assert 'Units (/lib/systemd/system)\n' in readme, readme  # bookworm's debhelper installs them there
+    for name in ('patroni.service', 'patroni@.service'):
+        unit = files['debian/' + name]
+        header = unit.split('\n[Unit]\n')[0]
+        assert 'built for Debian 12' in header and '(tested on 252)' in header, header
+        assert '\nType=notify\n' in unit and '\nExecReload=/usr/bin/patroni_systemd_reload ${PATRONI_CONFIG_FILE}\n' \
+            in unit, unit
+    assert 'Its units are Type=notify, reloaded by patroni_systemd_reload.' in files['debian/control']
+    for name in ('debian/NEWS', 'debian/README.Debian', 'debian/control', 'debian/patroni.service',
+                 'debian/patroni@.service'):
+        assert trixie_only(files[name]) == [], name
+    # the control: trixie's own texts, which the check reads as trixie's
+    trixie = build(project, 'source')
+    assert trixie.returncode == 0, trixie.stderr
+    trixie_files = debian_files(os.path.join(project[0], 'build', 'deb'), version[:-len(
+        packaging_build.BOOKWORM_SUFFIX)])
+    for name in ('debian/NEWS', 'debian/README.Debian', 'debian/control', 'debian/patroni.service'):
+        assert trixie_only(trixie_files[name]), name
 
 
 def test_series_that_no_longer_applies_names_patch_and_file(project):
