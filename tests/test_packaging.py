@@ -204,6 +204,36 @@ def test_bookworm_source_says_what_bookworm_has(project):
         assert trixie_only(trixie_files[name]), name
 
 
+def comment_above(unit, setting):
+    """The comment lines right above the line *setting*= of *unit* (its text), joined."""
+    lines = unit.splitlines()
+    index = next(i for i, line in enumerate(lines) if line.startswith(setting + '='))
+    above = []
+    for line in reversed(lines[:index]):
+        if not line.startswith('# '):
+            break
+        above.insert(0, line[2:])
+    return ' '.join(above)
+
+
+def test_timeout_start_comment_says_what_systemd_does():
+    """The comment on TimeoutStartSec= in every unit says what systemd does when it is reached, as systemd.service(5)
+    says (TimeoutStartFailureMode=terminate, the default): SIGTERM (KillSignal=), then SIGKILL (FinalKillSignal=)
+    after TimeoutStopSec=, and that a reload reaching it fails while the service runs on. The control: the same
+    reading of the TimeoutStopSec= comment, which says none of it."""
+    for name in packaging_build.UNITS:
+        with open(os.path.join(ROOT, 'extras', 'startup_scripts', name)) as f:
+            unit = f.read()
+        comment = comment_above(unit, 'TimeoutStartSec')
+        for words in ('TimeoutStartFailureMode=', 'SIGTERM to Patroni', 'then SIGKILL if it has not exited',
+                      'TimeoutStopSec= later', 'Restart=on-failure starts it again',
+                      'one not over by then fails (`systemctl reload` exits 1) and Patroni runs on'):
+            assert words in comment, (name, words, comment)
+        assert 'it is then killed' not in comment, comment
+        stop_comment = comment_above(unit, 'TimeoutStopSec')
+        assert 'SIGTERM to Patroni' not in stop_comment and 'Restart=on-failure' not in stop_comment
+
+
 def test_series_that_no_longer_applies_names_patch_and_file(project):
     """One line naming the patch and the file, no source package left. The control: the same copy, unbroken,
     builds (test_source_package_is_the_sdist_and_the_series)."""
