@@ -234,6 +234,62 @@ def test_timeout_start_comment_says_what_systemd_does():
         assert 'SIGTERM to Patroni' not in stop_comment and 'Restart=on-failure' not in stop_comment
 
 
+def seconds(span):
+    """A systemd time span of the forms the units and targets use (1500, 90s, 5min, 30min, 1h) in seconds."""
+    match = re.fullmatch(r'(\d+)\s*(s|min|h)?', span.strip())
+    assert match, span
+    return int(match.group(1)) * {None: 1, 's': 1, 'min': 60, 'h': 3600}[match.group(2)]
+
+
+def shutdown_targets():
+    """(path, JobTimeoutSec= in seconds, JobTimeoutAction=) of reboot.target and poweroff.target of this machine's
+    systemd (252) and of each Debian root in .cache (bookworm 252, trixie 257, forky 262) that exists."""
+    found = []
+    for root in ['/'] + [os.path.join(ROOT, '.cache', suite) for suite in ('bookworm', 'trixie', 'forky')]:
+        for target in ('reboot.target', 'poweroff.target'):
+            path = os.path.join(root, 'usr', 'lib', 'systemd', 'system', target)
+            if os.path.exists(path):
+                with open(path) as f:
+                    fields = dict(line.split('=', 1) for line in f.read().splitlines() if '=' in line)
+                found.append((path, seconds(fields['JobTimeoutSec']), fields['JobTimeoutAction']))
+    return found
+
+
+def stop_bound(unit):
+    """How long a stop of *unit* (its text) may last: the larger of TimeoutStopSec= and PATRONI_STOP_TIMEOUT_MAX,
+    plus the 30 s of Patroni's last extension."""
+    stop = seconds(re.search(r'^TimeoutStopSec=(.+)$', unit, re.M).group(1))
+    extension = seconds(re.search(r'^Environment=PATRONI_STOP_TIMEOUT_MAX=(.+)$', unit, re.M).group(1))
+    return max(stop, extension) + 30
+
+
+def test_shipped_stop_bound_ends_before_a_reboot_is_forced():
+    """A reboot or poweroff is forced JobTimeoutSec= (30 min) after it began (reboot-force: every process killed):
+    the shipped units' stop, extended by PATRONI_STOP_TIMEOUT_MAX, ends before that, and the texts an administrator
+    reads (README.Debian, the extras README, NEWS) name the value the units ship. The control: the former 3600 is
+    over the bound."""
+    targets = shutdown_targets()
+    assert targets, 'no reboot.target on this machine'
+    for path, job_timeout, action in targets:
+        assert job_timeout == 1800 and action.endswith('-force'), (path, job_timeout, action)
+    shipped = set()
+    for name in packaging_build.UNITS:
+        with open(os.path.join(ROOT, 'extras', 'startup_scripts', name)) as f:
+            unit = f.read()
+        assert stop_bound(unit) < 1800, (name, stop_bound(unit))
+        shipped.add(re.search(r'^Environment=PATRONI_STOP_TIMEOUT_MAX=(.+)$', unit, re.M).group(1))
+        assert stop_bound(unit.replace('PATRONI_STOP_TIMEOUT_MAX=' + min(shipped), 'PATRONI_STOP_TIMEOUT_MAX=3600')) \
+            > 1800
+    assert shipped == {'1500'}, shipped
+    for path in ('packaging/debian/README.Debian', 'extras/startup_scripts/README.md'):
+        with open(os.path.join(ROOT, path)) as f:
+            text = f.read()
+        assert 'PATRONI_STOP_TIMEOUT_MAX=1500' in text and 'PATRONI_STOP_TIMEOUT_MAX=3600' not in text, path
+    with open(os.path.join(ROOT, 'packaging', 'debian', 'NEWS')) as f:
+        top = f.read().split('\n -- ')[0]
+    assert 'PATRONI_STOP_TIMEOUT_MAX=1500 (was 3600)' in ' '.join(top.split()), top
+
+
 def test_series_that_no_longer_applies_names_patch_and_file(project):
     """One line naming the patch and the file, no source package left. The control: the same copy, unbroken,
     builds (test_source_package_is_the_sdist_and_the_series)."""
