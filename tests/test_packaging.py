@@ -361,6 +361,49 @@ def test_rpm_requires_files_and_scriptlets(rpm_built):
     assert 'restart' not in scripts, scripts
 
 
+def scriptlet(scripts, which):
+    """The body of the scriptlet *which* ('preuninstall', ...) in the output of rpm -qp --scripts."""
+    match = re.search(r'^{0} scriptlet \(using /bin/sh\):\n(.*?)(?=^\w+ scriptlet \(|\Z)'.format(which), scripts,
+                      re.M | re.S)
+    assert match, scripts
+    return match.group(1)
+
+
+# what the stub systemctl lists for `list-units`: as systemctl --plain prints them, a failed one with its bullet
+LISTED_UNITS = ('patroni@15-main.service loaded active running Patroni instance 15-main\n'
+                '\u25cf patroni@15-old.service loaded failed failed Patroni instance 15-old\n'
+                'patroni.service loaded active running Patroni\n')
+
+
+def test_rpm_preun_stops_and_disables_the_instances_on_erase_only(rpm_built, tmp_path):
+    """The RPM's %preun run with a stub systemctl (it logs its arguments; `list-units` lists two instances and
+    patroni.service) and a .wants directory with a third, enabled instance: on erase ($1 = 0) patroni.service and
+    every instance are stopped and disabled (`disable --now`, as %systemd_preun does); on upgrade ($1 = 1, the
+    control) systemctl is not called."""
+    body = scriptlet(rpm_query(rpm_built, '--scripts'), 'preuninstall')
+    log = tmp_path / 'systemctl.log'
+    stub = tmp_path / 'systemctl'
+    stub.write_text('#!/bin/sh\necho "$*" >>{0}\nif [ "$3" = list-units ] || [ "$1" = list-units ]; then\n'
+                    "printf '{1}'\nfi\n".format(log, LISTED_UNITS.replace('\n', '\\n')))
+    stub.chmod(0o755)
+    etc = tmp_path / 'etc-systemd-system'
+    (etc / 'multi-user.target.wants').mkdir(parents=True)
+    (etc / 'multi-user.target.wants' / 'patroni@15-enabled.service').write_text('')
+    (etc / 'multi-user.target.wants' / 'cron.service').write_text('')
+    script = body.replace('/usr/bin/systemctl', str(stub)).replace('/etc/systemd/system', str(etc))
+    for argument, expected in (('1', []), ('0', [
+            '--no-reload disable --now patroni.service',
+            'list-units --all --plain --no-legend --type=service patroni@*.service',
+            '--no-reload disable --now patroni@15-enabled.service patroni@15-main.service patroni@15-old.service'])):
+        if log.exists():
+            log.unlink()
+        result = subprocess.run(['/bin/sh', '-c', script, 'preun', argument], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, universal_newlines=True, timeout=30)
+        assert result.returncode == 0, result.stderr
+        called = log.read_text().splitlines() if log.exists() else []
+        assert called == expected, (argument, called, script)
+
+
 def test_rpm_series_that_no_longer_applies_names_patch_and_file(project):
     if not shutil.which('rpmbuild'):
         pytest.skip('rpmbuild is not installed (tests/deps.sh rpm installs Debian\'s rpm)')
