@@ -168,13 +168,16 @@ BOOKWORM_ENTRY = """patroni ({version}) bookworm; urgency=medium
     systemd 252 has no Type=notify-reload, so the units are Type=notify
     with ExecReload=/usr/bin/patroni_systemd_reload (installed), which
     returns once Patroni has applied the reload; no Breaks: systemd
-    (<< 253); NEWS and README.Debian say so.
+    (<< 253); NEWS and README.Debian say so; Standards-Version 4.6.2,
+    bookworm's policy.
   * python3-cdiff for python3-ydiff, which bookworm lacks (patronictl falls
     back to cdiff; debian/py3dist-overrides maps the requirement).
 
  -- patroni-sdnotify <dev@patroni-sdnotify.invalid>  {date}
 
 """
+# bookworm's Debian policy (its debian-policy and lintian: 4.6.2), which bookworm's lintian knows, as Standards-Version
+BOOKWORM_STANDARDS = '4.6.2'
 # NEWS.Debian (apt-listchanges shows every entry newer than the installed version: from bookworm's 3.0.2, all of
 # them): an entry of its own on top, and what the entries say of the trixie build's units said of bookworm's
 BOOKWORM_NEWS = """patroni ({version}) bookworm; urgency=medium
@@ -280,6 +283,7 @@ def for_bookworm(debian: str, version: str) -> str:
     control = control.replace('\nBreaks: systemd (<< 253)\n', '\n').replace(
         'Its units are Type=notify-reload (systemd >= 253).',
         'Its units are Type=notify, reloaded by patroni_systemd_reload.')
+    control = re.sub(r'^Standards-Version: .*$', 'Standards-Version: ' + BOOKWORM_STANDARDS, control, flags=re.M)
     # bookworm has no python3-ydiff: patronictl falls back to cdiff (as bookworm's patroni 3.0.2 depends on it)
     assert control.count('python3-ydiff') == 2, control
     control = control.replace('python3-ydiff', 'python3-cdiff')

@@ -7,6 +7,7 @@ given by $PATRONI_SDIST, so that nothing of the worktree's build/ is touched.
 
 import hashlib
 import io
+import json
 import os
 import re
 import shutil
@@ -180,6 +181,15 @@ def test_bookworm_source_says_what_bookworm_has(project):
     version = '{0}+{1}{2}'.format(packaging_build.DEBIAN_PATRONI, pin.local.replace('.', ''),
                                   packaging_build.BOOKWORM_SUFFIX)
     assert result.stdout.strip() == 'build/deb-bookworm/patroni_{0}.dsc'.format(version)
+    # below the build for trixie and forky (an upgrade to trixie takes it), above bookworm's own and a
+    # bookworm-backports upload of Debian's revision, below Debian's next (docs/packaging.md: ~deb12u1, not ~bpo12+1)
+    trixie_version = version[:-len(packaging_build.BOOKWORM_SUFFIX)]
+    later = '{0}-{1}'.format(*packaging_build.DEBIAN_PATRONI.rsplit('-', 1)[:1] + [
+        int(packaging_build.DEBIAN_PATRONI.rsplit('-', 1)[1]) + 1])
+    for relation, other in (('lt', trixie_version), ('gt', '3.0.2-1'), ('gt', packaging_build.DEBIAN_PATRONI),
+                            ('gt', packaging_build.DEBIAN_PATRONI + '~bpo12+1'), ('lt', later + '~bpo12+1')):
+        compared = subprocess.run(['dpkg', '--compare-versions', version, relation, other], timeout=10)
+        assert compared.returncode == 0, (version, relation, other)
     files = debian_files(os.path.join(project[0], 'build', 'deb-bookworm'), version)
     news, readme = files['debian/NEWS'], files['debian/README.Debian']
     assert news.startswith('patroni ({0}) bookworm; urgency=medium\n'.format(version)), news[:200]
@@ -288,6 +298,45 @@ def test_shipped_stop_bound_ends_before_a_reboot_is_forced():
     with open(os.path.join(ROOT, 'packaging', 'debian', 'NEWS')) as f:
         top = f.read().split('\n -- ')[0]
     assert 'PATRONI_STOP_TIMEOUT_MAX=1500 (was 3600)' in ' '.join(top.split()), top
+
+
+def long_lines(text):
+    """The lines of a changelog or NEWS over 80 columns (lintian's debian-changelog-line-too-long), but the
+    trailer lines (`` -- name <address>  date``), which lintian does not measure."""
+    return [line for line in text.splitlines() if len(line) > 80 and not line.startswith(' -- ')]
+
+
+def current_policy(suite):
+    """The newest released Debian policy the lintian of *suite*'s build root knows (``4.6.2`` from 4.6.2.0), or
+    None without that root."""
+    path = os.path.join(ROOT, '.cache', suite + '-build', 'usr', 'share', 'lintian', 'data', 'debian-policy',
+                        'releases.json')
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        releases = json.load(f)['releases']
+    released = [r['version'] for r in releases if 'UNRELEASED' not in ' '.join(r['changes'][:3])]
+    return '.'.join(max(released, key=lambda v: [int(x) for x in v.split('.')]).split('.')[:3])
+
+
+def test_lintian_nits_changelog_news_and_standards_version(project):
+    """Each build's source package: no line of debian/changelog or debian/NEWS over 80 columns (bookworm's has an
+    entry of each made by packaging/build.py), and Standards-Version the newest policy its build suite's lintian
+    knows (trixie 4.7.2, bookworm 4.6.2: lintian of bookworm warned newer-standards-version on 4.7.2). The control:
+    the check finds a line of 81 columns."""
+    assert long_lines('  ' + 'x' * 79) and not long_lines(' -- ' + 'x' * 90)
+    for suite, out in (('trixie', 'deb'), ('bookworm', 'deb-bookworm')):
+        result = build(project, 'source', None, suite)
+        assert result.returncode == 0, result.stderr
+        version = os.path.basename(result.stdout.strip())[len('patroni_'):-len('.dsc')]
+        files = debian_files(os.path.join(project[0], 'build', out), version)
+        for name in ('debian/changelog', 'debian/NEWS'):
+            assert long_lines(files[name]) == [], (suite, name, long_lines(files[name]))
+        standards = re.search(r'^Standards-Version: (.*)$', files['debian/control'], re.M).group(1)
+        assert standards == {'trixie': '4.7.2', 'bookworm': packaging_build.BOOKWORM_STANDARDS}[suite], standards
+        known = current_policy(suite)
+        if known is not None or os.environ.get('CI') == 'true':
+            assert standards == known, (suite, standards, known)
 
 
 def test_series_that_no_longer_applies_names_patch_and_file(project):
