@@ -224,6 +224,13 @@ BOOKWORM_NEWS_SWAPS = [
   restarted, `systemctl reload` reloads it but exits 1 ("a Patroni without
   the waiting reload").
 """),
+    # bookworm's build never had python3-consul as a dependency of its own (bookworm's dh_python3 left it out)
+    ('''
+  python3-consul is no longer a dependency of its own: a DCS client is
+  one of python3-etcd, python3-consul, python3-kazoo, python3-kubernetes
+  and python3-pysyncobj. On a node that uses Consul, keep its client with
+  `apt-mark manual python3-consul` before `apt autoremove`.
+''', ''),
 ]
 # README.Debian: (the trixie build's words, bookworm's)
 BOOKWORM_README_SWAPS = [
@@ -287,8 +294,8 @@ def for_bookworm(debian: str, version: str) -> str:
     # bookworm has no python3-ydiff: patronictl falls back to cdiff (as bookworm's patroni 3.0.2 depends on it)
     assert control.count('python3-ydiff') == 2, control
     control = control.replace('python3-ydiff', 'python3-cdiff')
-    with open(os.path.join(debian, 'py3dist-overrides'), 'w') as f:
-        f.write('ydiff python3-cdiff\n')
+    with open(os.path.join(debian, 'py3dist-overrides'), 'a') as f:
+        f.write('# bookworm: python3-cdiff for python3-ydiff\nydiff python3-cdiff\n')
     with open(os.path.join(debian, 'control'), 'w') as f:
         f.write(control)
     shutil.copyfile(os.path.join(ROOT, 'patroni_systemd_reload.py'), os.path.join(debian, 'patroni_systemd_reload'))

@@ -346,6 +346,10 @@ def test_our_deb_installs_over_debians_without_restarting_it(tier):
     print('{0}: /etc/init.d/patroni removed on the upgrade, and its rc.d links ({1} before)'.format(
         tier.suite, 'there' if tier.rc_links else 'none'))
     assert 'python3-systemd' not in sh(tier, "dpkg-query -W -f '${Depends} ${Recommends}' patroni")
+    # a DCS client is one of Depends' alternatives, python3-consul no hard dependency (debian/py3dist-overrides)
+    groups = [g.strip() for g in sh(tier, "dpkg-query -W -f '${Depends}' patroni").split(',')]
+    assert [g for g in groups if 'python3-consul' in g] == [g for g in groups if g.startswith('python3-etcd ')] \
+        and len([g for g in groups if 'python3-consul' in g]) == 1, groups
     if 'python3-systemd' not in sh(tier, 'dpkg-deb -f {0} Depends'.format(tier.debian_deb)):
         assert tier.run('dpkg-query', '-W', 'python3-systemd', in_root=True).returncode != 0
         assert tier.run('python3', '-c', 'import systemd', in_root=True).returncode != 0

@@ -339,6 +339,36 @@ def test_lintian_nits_changelog_news_and_standards_version(project):
             assert standards == known, (suite, standards, known)
 
 
+def test_no_single_dcs_client_is_required(project):
+    """python3-consul is no hard Depends: upstream 4.1.5's metadata (the sdist's requires.txt) has py-consul among
+    its base requirements (a [:python_version ...] section: the control, why the override is needed), which
+    debian/py3dist-overrides makes dh_python3 ignore (a name without a Debian package), in both builds; the Depends
+    of debian/control keeps one client of five as alternatives. tests/test_deb.py reads the installed package's
+    Depends."""
+    sdist = patchqueue.obtain_sdist(ROOT, patchqueue.Pin(ROOT))
+    with tarfile.open(sdist) as tar:
+        requires = next(tar.extractfile(m).read().decode() for m in tar.getmembers()
+                        if m.name.endswith('.egg-info/requires.txt'))
+    sections = re.split(r'^(\[[^\]]*\])$', requires, flags=re.M)
+    base = sections[0] + ''.join(body for header, body in zip(sections[1::2], sections[2::2])
+                                 if header.startswith('[:'))
+    assert re.search(r'^py-consul\b', base, re.M), requires
+    for suite, out in (('trixie', 'deb'), ('bookworm', 'deb-bookworm')):
+        result = build(project, 'source', None, suite)
+        assert result.returncode == 0, result.stderr
+        version = os.path.basename(result.stdout.strip())[len('patroni_'):-len('.dsc')]
+        files = debian_files(os.path.join(project[0], 'build', out), version)
+        overrides = [line.split() for line in files['debian/py3dist-overrides'].splitlines()
+                     if line.strip() and not line.startswith('#')]
+        assert ['py-consul'] in overrides, (suite, overrides)
+        assert (['ydiff', 'python3-cdiff'] in overrides) == (suite == 'bookworm'), (suite, overrides)
+        depends = re.search(r'^Depends: (.*?)\n(?! )', files['debian/control'], re.M | re.S).group(1)
+        groups = [g.strip() for g in ' '.join(depends.split()).split(',')]
+        consul = [g for g in groups if 'python3-consul' in g]
+        assert consul == ['python3-etcd (>= 0.4.3) | python3-consul (>= 0.7.0) | python3-kazoo | '
+                          'python3-kubernetes | python3-pysyncobj'], groups
+
+
 def test_series_that_no_longer_applies_names_patch_and_file(project):
     """One line naming the patch and the file, no source package left. The control: the same copy, unbroken,
     builds (test_source_package_is_the_sdist_and_the_series)."""
