@@ -291,14 +291,23 @@ def wait_running(tier, whose, api=8008, data=None):
              whose + ' running its PostgreSQL\n' + journal(tier)[-2000:])
 
 
+def pid1_reloads(tier):
+    """The lines PID 1 logged when a daemon-reload began, in order ("Reloading." on 252; "Reloading requested from
+    client PID ..." on 257 and later)."""
+    out = sh(tier, 'journalctl --no-pager -o cat _PID=1')
+    return [line for line in out.splitlines() if line == 'Reloading.' or line.startswith('Reloading requested')]
+
+
 def test_our_deb_installs_over_debians_without_restarting_it(tier):
     """Debian's Patroni running under both of its units, patroni@<pg>-test (its Type=simple template, a new cluster
     bootstrapped) and patroni.service (Debian's /etc/patroni/config.yml, a second cluster), then our .deb installed
     over it with apt: the same Patroni and postmaster processes still run (no restart on upgrade), systemd has our
-    units loaded while they run (NeedDaemonReload=no: the postinst's daemon-reload; the control: the unit's file
-    touched without one makes it yes), the configurations are byte for byte the same, Debian's /etc/init.d/patroni
-    and its rc.d links are gone (rm_conffile), everything is in Debian's places, no python3-systemd. Under Debian's
-    Type=simple unit the first HA cycle comes after the unit is active (the control of the start test's order)."""
+    units loaded while they run (NeedDaemonReload=no: systemd reloaded during the postinst, by its own
+    `systemctl daemon-reload` and by `update-rc.d patroni remove`, which runs one under systemd: the reloads PID 1
+    logged during the installation are printed; the control: the unit's file touched after them makes it yes),
+    the configurations are byte for byte the same, Debian's /etc/init.d/patroni and its rc.d links are gone
+    (rm_conffile), everything is in Debian's places, no python3-systemd. Under Debian's Type=simple unit the first
+    HA cycle comes after the unit is active (the control of the start test's order)."""
     service_data = '/var/lib/postgresql/{0}/svc'.format(tier.pg)
     sh(tier, 'install -o postgres -g postgres -m 0640 {0} {1}'.format(tier.service_file, SERVICE_CONFIG))
     before = sh(tier, 'cat {0} {1}'.format(tier.conf, SERVICE_CONFIG))
@@ -316,7 +325,11 @@ def test_our_deb_installs_over_debians_without_restarting_it(tier):
         assert cycle > active, (cycle, active, line)
         old = running_pids(tier), running_pids(tier, SERVICE, service_data)
         assert all(main != '0' and postmaster for main, postmaster in old), old
+        logged = len(pid1_reloads(tier))
         install_ours(tier)
+        reloads = pid1_reloads(tier)[logged:]
+        print('{0}: systemd reloaded {1} times during the installation: {2}'.format(tier.suite, len(reloads), reloads))
+        assert reloads, 'no daemon-reload during the installation'
         # still the same processes: the upgrade neither stopped nor restarted Patroni, nor PostgreSQL
         assert (running_pids(tier), running_pids(tier, SERVICE, service_data)) == old
         for unit in (tier.instance, SERVICE):
