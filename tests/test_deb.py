@@ -44,6 +44,8 @@ TRIALS = int(os.environ.get('SDNOTIFY_DEB_TRIALS', '10'))
 # the control's trials: until the first one killed, at most this many; where the suite's own patroni was killed
 CONTROL_TRIALS = 10
 KILLED = {'bookworm': False, 'trixie': True, 'forky': True}
+# the same for upstream's Patroni of the pinned version under a Debian-like drop-in: killed, or its reload lost
+UPSTREAM_LOST = {'bookworm': False, 'trixie': True, 'forky': True}
 # the result of an HA cycle, as Patroni logs it: ``INFO: <what it did>`` after ``Lock owner: ...; I am node1``
 CYCLE = re.compile(r'INFO: Lock owner: .*; I am node1\n.*INFO: (?!Lock owner)(.+)')
 # patroni.service's own configuration (Debian's /etc/patroni/config.yml): a second cluster beside the instance's
@@ -556,7 +558,9 @@ def test_upstream_patroni_under_a_type_simple_unit_loses_start_reload(tier, ours
                  'fi'.format(tier.data, tier.pg))
     print("{0}: upstream's Patroni {1}, Type=simple: start+reload back to back: {2}".format(
         tier.suite, packaging_build.pin().version, [o for o, _ in outcomes]))
-    assert any(o in ('killed', 'lost') for o, _ in outcomes), [s for _, s in outcomes]
+    # measured 2026-12-07: on bookworm (252) upstream's 4.1.5 survived 10 of 10 as Debian's 3.0.2 did, so this
+    # root gives bookworm's trials no positive control either (UPSTREAM_LOST); a change either way fails here
+    assert any(o in ('killed', 'lost') for o, _ in outcomes) == UPSTREAM_LOST[tier.suite], [s for _, s in outcomes]
 
 
 def psql(tier, query, port=5432):
