@@ -2,7 +2,8 @@
 """Build the patched Patroni as distribution packages, from the pinned sdist + patches/series (docs/packaging.md).
 
     packaging/build.py source   build/deb/: patroni_<v>.orig.tar.gz (the sdist itself), the 3.0 (quilt) source
-                                package whose debian/patches is patches/ (on this machine, with dpkg-source)
+                                package whose debian/patches is patches/ (on this machine, with dpkg-source);
+                                `source bookworm`: bookworm's, in build/deb-bookworm/
     packaging/build.py deb      the source package, then the binary .deb built inside a Debian trixie build root
                                 (.cache/trixie-build, a copy of tests/debian_root.sh's root with the build
                                 dependencies; made once) with dpkg-buildpackage, and lintian; it serves trixie
@@ -98,15 +99,62 @@ DEBIAN_RELOAD = """# `systemctl reload` returns once Patroni has applied the fil
 """
 
 
-def debian_unit(text: str) -> str:
+# The header of the units as the package installs them (not the extras' "Copy to /etc/systemd/system/..."): which
+# build, which systemd, how to change them (a drop-in), the examples; per build (trixie's serves trixie and forky)
+PACKAGE_HEADER = {
+    'trixie': {
+        'patroni.service': """\
+# Patroni as a systemd service: the unit of the patroni package of patroni-sdnotify (the patched Patroni),
+# built for Debian 13 and later: Type=notify-reload, systemd >= 253 (tested on 257 and 262). Installed by the
+# package: change it with a drop-in (`systemctl edit patroni`), which upgrades keep, not here.
+# Drop-ins in /usr/share/doc/patroni/examples/: early-sighup.conf (coreutils >= 8.31), hardening.conf (an
+# opt-in sandbox).
+""",
+        'patroni@.service': """\
+# One Patroni per configuration file /etc/patroni/<instance>.yml: the template of the patroni package of
+# patroni-sdnotify (the patched Patroni), built for Debian 13 and later: Type=notify-reload, systemd >= 253
+# (tested on 257 and 262). Start with `systemctl start patroni@<instance>`. Installed by the package: change it
+# with a drop-in (`systemctl edit patroni@<instance>`, or patroni@.service.d/ for every instance), not here.
+# Drop-ins in /usr/share/doc/patroni/examples/: early-sighup.conf (coreutils >= 8.31), hardening.conf (an
+# opt-in sandbox).
+"""},
+    'bookworm': {
+        'patroni.service': """\
+# Patroni as a systemd service: the unit of the patroni package of patroni-sdnotify (the patched Patroni and
+# its patroni_systemd_reload), built for Debian 12: systemd 252 has no Type=notify-reload, so Type=notify with
+# ExecReload= (tested on 252). Installed by the package: change it with a drop-in (`systemctl edit patroni`),
+# which upgrades keep, not here.
+# Drop-ins in /usr/share/doc/patroni/examples/: early-sighup.conf (coreutils >= 8.31), hardening.conf (an
+# opt-in sandbox).
+""",
+        'patroni@.service': """\
+# One Patroni per configuration file /etc/patroni/<instance>.yml: the template of the patroni package of
+# patroni-sdnotify (the patched Patroni and its patroni_systemd_reload), built for Debian 12: systemd 252 has no
+# Type=notify-reload, so Type=notify with ExecReload= (tested on 252). Start with `systemctl start
+# patroni@<instance>`. Installed by the package: change it with a drop-in (`systemctl edit patroni@<instance>`,
+# or patroni@.service.d/ for every instance), not here.
+# Drop-ins in /usr/share/doc/patroni/examples/: early-sighup.conf (coreutils >= 8.31), hardening.conf (an
+# opt-in sandbox).
+"""}}
+
+
+def package_header(text: str, build: str, unit: str) -> str:
+    """*text* (a unit of extras/startup_scripts) with its leading comment replaced by :data:`PACKAGE_HEADER`."""
+    head, sep, rest = text.partition('\n[Unit]\n')
+    if not sep or 'Copy to /etc/systemd/system/' not in head:
+        raise Error('extras/startup_scripts/{0}: its header changed (no "Copy to /etc/systemd/system/" before '
+                    '[Unit]): update PACKAGE_HEADER in packaging/build.py'.format(unit))
+    return PACKAGE_HEADER[build][unit] + '\n[Unit]\n' + rest
+
+
+def debian_unit(text: str, unit: str) -> str:
     """A unit of extras/startup_scripts as the package ships it: ``Type=notify-reload`` without ``ExecReload=``;
     patroni.service reads Debian's /etc/patroni/config.yml (ours replaces Debian's unit at the same path: with
     another file every existing node would be skipped at its restart)."""
     assert text.count('\nType=notify\n') == 1 and len(EXTRAS_RELOAD.findall(text)) == 1, 'the units changed'
+    text = package_header(text, 'trixie', unit)
     text = text.replace('\nType=notify\n', '\nType=notify-reload\nReloadSignal=SIGHUP\n')
     text = EXTRAS_RELOAD.sub(DEBIAN_RELOAD, text)
-    text = text.replace(' and its patroni_systemd_reload', '').replace(
-        'Drop-ins: notify-reload.conf (optional), early-sighup.conf', 'Drop-in: early-sighup.conf')
     return text.replace('PATRONI_CONFIG_FILE=/etc/patroni/patroni.yml', 'PATRONI_CONFIG_FILE=' + DEBIAN_CONFIG)
 
 
@@ -116,22 +164,109 @@ def debian_unit(text: str) -> str:
 BOOKWORM_SUFFIX = '~deb12u1'
 BOOKWORM_ENTRY = """patroni ({version}) bookworm; urgency=medium
 
-  * Built for bookworm from {base}: systemd 252 has no Type=notify-reload, so
-    the units are Type=notify with ExecReload=/usr/bin/patroni_systemd_reload
-    (installed), which returns once Patroni has applied the reload; no
-    Breaks: systemd (<< 253).
+  * Built for bookworm from {base}:
+    systemd 252 has no Type=notify-reload, so the units are Type=notify
+    with ExecReload=/usr/bin/patroni_systemd_reload (installed), which
+    returns once Patroni has applied the reload; no Breaks: systemd
+    (<< 253); NEWS and README.Debian say so; Standards-Version 4.6.2,
+    bookworm's policy.
   * python3-cdiff for python3-ydiff, which bookworm lacks (patronictl falls
     back to cdiff; debian/py3dist-overrides maps the requirement).
 
  -- patroni-sdnotify <dev@patroni-sdnotify.invalid>  {date}
 
 """
+# bookworm's Debian policy (its debian-policy and lintian: 4.6.2), which bookworm's lintian knows, as Standards-Version
+BOOKWORM_STANDARDS = '4.6.2'
+# NEWS.Debian (apt-listchanges shows every entry newer than the installed version: from bookworm's 3.0.2, all of
+# them): an entry of its own on top, and what the entries say of the trixie build's units said of bookworm's
+BOOKWORM_NEWS = """patroni ({version}) bookworm; urgency=medium
+
+  This is the build for Debian 12 (bookworm): its systemd 252 has no
+  Type=notify-reload, so the units are Type=notify and `systemctl reload`
+  runs ExecReload=/usr/bin/patroni_systemd_reload. It asks Patroni's REST
+  API for the reload and returns once Patroni has applied it; it exits 1
+  (and `systemctl reload` fails) when the reload could not be applied, or
+  when the Patroni that answers has no waiting reload (one started by
+  Debian's unit before the upgrade: it reloads, unwaited, until it is
+  restarted). The entries below say so where they concern the units.
+  The version, {version}, sorts below the build for
+  Debian 13 and later: an upgrade to Debian 13 takes that one.
+
+ -- patroni-sdnotify <dev@patroni-sdnotify.invalid>  {date}
+
+"""
+# (what NEWS says of the trixie build, what it says in bookworm's instead): each found exactly once, or the build
+# stops (NEWS changed: update these)
+BOOKWORM_NEWS_SWAPS = [
+    ("""  The units are now Type=notify-reload: `systemctl reload` returns once
+  the reload is applied (systemd >= 253; the package Breaks older ones).
+""", """  `systemctl reload` now returns once the reload is applied: on Debian 12
+  through the units' ExecReload=/usr/bin/patroni_systemd_reload.
+"""),
+    ("""  sandbox, is among the examples (README.Debian). The package no longer
+  installs on systemd < 253 (Debian 12).
+""", """  sandbox, is among the examples (README.Debian).
+"""),
+    ("""  The unit changes (Type=notify-reload, no ExecReload=, ExecCondition=)
+  apply at once, through the daemon-reload this package runs; the rest
+  (OOMScoreAdjust=, the environment, the start bound) when Patroni is
+  restarted (see the paused rollout in README.Debian). A Patroni started by
+  Debian's own unit (Type=simple, no NOTIFY_SOCKET) cannot answer a reload
+  under Type=notify-reload: until it is restarted, `systemctl reload` waits
+  5 minutes and fails; reload it with `kill -HUP $(systemctl show -p
+  MainPID --value patroni@<instance>)`, or restart it (paused) first.
+""", """  The unit changes (ExecReload=/usr/bin/patroni_systemd_reload,
+  ExecCondition=) apply at once, through the daemon-reload this package
+  runs; the rest (OOMScoreAdjust=, the environment, the start bound) when
+  Patroni is restarted (see the paused rollout in README.Debian). A Patroni
+  started by Debian's own unit has no waiting reload: until it is
+  restarted, `systemctl reload` reloads it but exits 1 ("a Patroni without
+  the waiting reload").
+"""),
+    # bookworm's build never had python3-consul as a dependency of its own (bookworm's dh_python3 left it out)
+    ('''
+  python3-consul is no longer a dependency of its own: a DCS client is
+  one of python3-etcd, python3-consul, python3-kazoo, python3-kubernetes
+  and python3-pysyncobj. On a node that uses Consul, keep its client with
+  `apt-mark manual python3-consul` before `apt autoremove`.
+''', ''),
+]
+# README.Debian: (the trixie build's words, bookworm's)
+BOOKWORM_README_SWAPS = [
+    ("""Units (/usr/lib/systemd/system)
+-------------------------------
+""", """Units (/lib/systemd/system)
+---------------------------
+"""),
+    ("""Both are Type=notify-reload (systemd >= 253: Debian 13 and later; the
+package Breaks older systemd): systemd sends the SIGHUP and holds
+`systemctl reload` until Patroni has applied the reload, and returns 0
+also when it could not be applied (see StatusText).
+""", """Both are Type=notify: this is the build for Debian 12, whose systemd 252
+has no Type=notify-reload. `systemctl reload` runs
+ExecReload=/usr/bin/patroni_systemd_reload, which asks Patroni's REST API
+for the reload and returns once it is applied; it exits 1 (and so does
+`systemctl reload`) when the reload could not be applied (see StatusText).
+"""),
+]
 
 
-def bookworm_unit(text: str) -> str:
+def swap(text: str, swaps: List[Tuple[str, str]], what: str) -> str:
+    """*text* with each (old, new) of *swaps* replaced; *old* must be there exactly once."""
+    for old, new in swaps:
+        if text.count(old) != 1:
+            raise Error('{0}: for bookworm, {1!r} expected once, found {2} times: update packaging/build.py'.format(
+                what, old.splitlines()[0].strip(), text.count(old)))
+        text = text.replace(old, new)
+    return text
+
+
+def bookworm_unit(text: str, unit: str) -> str:
     """A unit of extras/startup_scripts as the bookworm build ships it: as it is (Type=notify, ExecReload=
-    patroni_systemd_reload), patroni.service reading Debian's /etc/patroni/config.yml."""
+    patroni_systemd_reload) but for its header, patroni.service reading Debian's /etc/patroni/config.yml."""
     assert text.count('\nType=notify\n') == 1 and len(EXTRAS_RELOAD.findall(text)) == 1, 'the units changed'
+    text = package_header(text, 'bookworm', unit)
     return text.replace('PATRONI_CONFIG_FILE=/etc/patroni/patroni.yml', 'PATRONI_CONFIG_FILE=' + DEBIAN_CONFIG)
 
 
@@ -144,16 +279,23 @@ def for_bookworm(debian: str, version: str) -> str:
     bookworm = version + BOOKWORM_SUFFIX
     with open(os.path.join(debian, 'changelog'), 'w') as f:
         f.write(BOOKWORM_ENTRY.format(version=bookworm, base=version, date=date) + changelog)
+    news = swap(read(os.path.join(debian, 'NEWS')), BOOKWORM_NEWS_SWAPS, 'packaging/debian/NEWS')
+    with open(os.path.join(debian, 'NEWS'), 'w') as f:
+        f.write(BOOKWORM_NEWS.format(version=bookworm, date=date) + news)
+    readme = swap(read(os.path.join(debian, 'README.Debian')), BOOKWORM_README_SWAPS, 'packaging/debian/README.Debian')
+    with open(os.path.join(debian, 'README.Debian'), 'w') as f:
+        f.write(readme)
     control = read(os.path.join(debian, 'control'))
     assert '\nBreaks: systemd (<< 253)\n' in control and 'Its units are Type=notify-reload (systemd >= 253).' in control
     control = control.replace('\nBreaks: systemd (<< 253)\n', '\n').replace(
         'Its units are Type=notify-reload (systemd >= 253).',
         'Its units are Type=notify, reloaded by patroni_systemd_reload.')
+    control = re.sub(r'^Standards-Version: .*$', 'Standards-Version: ' + BOOKWORM_STANDARDS, control, flags=re.M)
     # bookworm has no python3-ydiff: patronictl falls back to cdiff (as bookworm's patroni 3.0.2 depends on it)
     assert control.count('python3-ydiff') == 2, control
     control = control.replace('python3-ydiff', 'python3-cdiff')
-    with open(os.path.join(debian, 'py3dist-overrides'), 'w') as f:
-        f.write('ydiff python3-cdiff\n')
+    with open(os.path.join(debian, 'py3dist-overrides'), 'a') as f:
+        f.write('# bookworm: python3-cdiff for python3-ydiff\nydiff python3-cdiff\n')
     with open(os.path.join(debian, 'control'), 'w') as f:
         f.write(control)
     shutil.copyfile(os.path.join(ROOT, 'patroni_systemd_reload.py'), os.path.join(debian, 'patroni_systemd_reload'))
@@ -264,7 +406,7 @@ def source(out: str = os.path.join(BUILD, 'deb'), suite: str = SUITE) -> str:
     scripts = os.path.join(ROOT, 'extras', 'startup_scripts')
     for unit in UNITS:
         with open(os.path.join(scripts, unit)) as f:
-            text = unit_for(f.read())
+            text = unit_for(f.read(), unit)
         with open(os.path.join(debian, unit), 'w') as f:
             f.write(text)
     os.makedirs(os.path.join(debian, 'startup_scripts'))
@@ -474,7 +616,7 @@ def deb(out: Optional[str] = None, suite: str = SUITE) -> str:
     if suite not in BUILDS:
         raise Error('no build for {0}: one of {1}'.format(suite, ', '.join(sorted(BUILDS))))
     suite = BUILDS[suite]
-    out = out or os.path.join(BUILD, 'deb' if suite == SUITE else 'deb-' + suite)
+    out = out or out_of(suite)
     dsc = source(out, suite)
     # the source package's own (bookworm's build changes them)
     depends = build_depends(read(dsc))
@@ -504,6 +646,18 @@ def deb(out: Optional[str] = None, suite: str = SUITE) -> str:
     if errors:
         raise Error('lintian: {0} error(s), the first: {1}'.format(len(errors), errors[0]))
     return os.path.join(out, 'patroni_{0}_all.deb'.format(version))
+
+
+def out_of(build: str) -> str:
+    """build/deb for trixie's build, build/deb-<build> for another."""
+    return os.path.join(BUILD, 'deb' if build == SUITE else 'deb-' + build)
+
+
+def suite_source(suite: str) -> str:
+    """The source package of the build that serves *suite*, in :func:`out_of` it."""
+    if suite not in BUILDS:
+        raise Error('no build for {0}: one of {1}'.format(suite, ', '.join(sorted(BUILDS))))
+    return source(out_of(BUILDS[suite]), BUILDS[suite])
 
 
 def rpm(out: str = os.path.join(BUILD, 'rpm')) -> str:
@@ -543,8 +697,8 @@ def rpm(out: str = os.path.join(BUILD, 'rpm')) -> str:
 def main(argv: List[str]) -> int:
     commands = {'source': source, 'deb': deb, 'rpm': rpm, 'proof-root': proof_root,
                 'debian-integration': debian_integration}
-    # deb and proof-root take a suite (default trixie)
-    per_suite = {'deb': lambda suite: deb(suite=suite), 'proof-root': proof_root}
+    # source, deb and proof-root take a suite (default trixie)
+    per_suite = {'source': suite_source, 'deb': lambda suite: deb(suite=suite), 'proof-root': proof_root}
     if not (len(argv) == 1 and argv[0] in commands or len(argv) == 2 and argv[0] in per_suite):
         sys.stderr.write('usage: packaging/build.py {0} | {1} SUITE\n'.format(
             '|'.join(commands), '|'.join(per_suite)))

@@ -7,7 +7,9 @@ given by $PATRONI_SDIST, so that nothing of the worktree's build/ is touched.
 
 import hashlib
 import io
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -63,9 +65,9 @@ def project(tmp_path):
     return str(copy), env
 
 
-def build(project, what, env=None):
+def build(project, what, env=None, *args):
     path, default_env = project
-    return subprocess.run([PYTHON, 'packaging/build.py', what], cwd=path, env=env or default_env,
+    return subprocess.run([PYTHON, 'packaging/build.py', what] + list(args), cwd=path, env=env or default_env,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=240)
 
 
@@ -134,6 +136,11 @@ def test_source_package_is_the_sdist_and_the_series(project):
     assert tests and all('debian/tests/' + t in members for t in tests), tests
     unit = members['debian/patroni.service'].decode()
     assert 'Environment=PATRONI_CONFIG_FILE=/etc/patroni/config.yml\n' in unit, unit
+    # the header is the package's (built for Debian 13 and later), not the extras' "Copy to /etc/systemd/system/"
+    for name in ('patroni@.service', 'patroni.service'):
+        header = members['debian/' + name].decode().split('\n[Unit]\n')[0]
+        assert 'built for Debian 13 and later: Type=notify-reload, systemd >= 253' in header, header
+        assert 'Copy to' not in header and 'notify-reload.conf' not in header, header
     assert 'patroni.yml' not in unit, unit
     # Debian's /etc/init.d/patroni removed on an upgrade from any earlier version
     assert members['debian/patroni.maintscript'].decode().splitlines()[-1] == \
@@ -144,6 +151,222 @@ def test_source_package_is_the_sdist_and_the_series(project):
                             ('4.1.5-1.pgdg130+1', 'gt'), ('4.1.5-3', 'lt'), ('4.1.5-2.pgdg130+1', 'lt')):
         compared = subprocess.run(['dpkg', '--compare-versions', version, relation, other], timeout=10)
         assert compared.returncode == 0, (version, relation, other)
+
+
+def debian_files(out, version):
+    """The files of the source package's debian.tar.xz in *out*, as text."""
+    with tarfile.open(os.path.join(out, 'patroni_{0}.debian.tar.xz'.format(version))) as tar:
+        return {m.name: tar.extractfile(m).read().decode() for m in tar.getmembers()
+                if m.isfile() and not m.name.startswith('debian/patches/')}
+
+
+def trixie_only(text):
+    """What *text* says that holds for the trixie build only: each Type=notify-reload not said to be missing ("has
+    no Type=notify-reload"), a Breaks: on systemd, the extras' own install instructions."""
+    found = ['Type=notify-reload: ' + text[max(0, m.start() - 40):m.end()]
+             for m in re.finditer(r'Type=notify-reload', text) if not re.search(r'\bno\s+(#\s*)?$', text[:m.start()])]
+    found += [line for line in text.splitlines() if re.search(r'Breaks(:| older)|Copy to /etc/systemd|'
+                                                              r'tested on 252 and 257|notify-reload\.conf', line)]
+    return found
+
+
+def test_bookworm_source_says_what_bookworm_has(project):
+    """bookworm's source package (packaging/build.py source bookworm): every text a bookworm user reads (the units
+    as installed, NEWS.Debian, README.Debian, the description) says Type=notify with patroni_systemd_reload, nothing
+    of Type=notify-reload but that systemd 252 lacks it, no Breaks: systemd, no "Copy to /etc/systemd/system/". The
+    control: the same check finds what the trixie build's texts say of its own units."""
+    result = build(project, 'source', None, 'bookworm')
+    assert result.returncode == 0, result.stderr
+    pin = patchqueue.Pin(ROOT)
+    version = '{0}+{1}{2}'.format(packaging_build.DEBIAN_PATRONI, pin.local.replace('.', ''),
+                                  packaging_build.BOOKWORM_SUFFIX)
+    assert result.stdout.strip() == 'build/deb-bookworm/patroni_{0}.dsc'.format(version)
+    # below the build for trixie and forky (an upgrade to trixie takes it), above bookworm's own and a
+    # bookworm-backports upload of Debian's revision, below Debian's next (docs/packaging.md: ~deb12u1, not ~bpo12+1)
+    trixie_version = version[:-len(packaging_build.BOOKWORM_SUFFIX)]
+    later = '{0}-{1}'.format(*packaging_build.DEBIAN_PATRONI.rsplit('-', 1)[:1] + [
+        int(packaging_build.DEBIAN_PATRONI.rsplit('-', 1)[1]) + 1])
+    for relation, other in (('lt', trixie_version), ('gt', '3.0.2-1'), ('gt', packaging_build.DEBIAN_PATRONI),
+                            ('gt', packaging_build.DEBIAN_PATRONI + '~bpo12+1'), ('lt', later + '~bpo12+1')):
+        compared = subprocess.run(['dpkg', '--compare-versions', version, relation, other], timeout=10)
+        assert compared.returncode == 0, (version, relation, other)
+    files = debian_files(os.path.join(project[0], 'build', 'deb-bookworm'), version)
+    news, readme = files['debian/NEWS'], files['debian/README.Debian']
+    assert news.startswith('patroni ({0}) bookworm; urgency=medium\n'.format(version)), news[:200]
+    assert files['debian/changelog'].startswith('patroni ({0}) bookworm;'.format(version))
+    assert 'Units (/lib/systemd/system)\n' in readme, readme  # bookworm's debhelper installs them there
+    for name in ('patroni.service', 'patroni@.service'):
+        unit = files['debian/' + name]
+        header = unit.split('\n[Unit]\n')[0]
+        assert 'built for Debian 12' in header and '(tested on 252)' in header, header
+        assert '\nType=notify\n' in unit and '\nExecReload=/usr/bin/patroni_systemd_reload ${PATRONI_CONFIG_FILE}\n' \
+            in unit, unit
+    assert 'Its units are Type=notify, reloaded by patroni_systemd_reload.' in files['debian/control']
+    for name in ('debian/NEWS', 'debian/README.Debian', 'debian/control', 'debian/patroni.service',
+                 'debian/patroni@.service'):
+        assert trixie_only(files[name]) == [], name
+    # the control: trixie's own texts, which the check reads as trixie's
+    trixie = build(project, 'source')
+    assert trixie.returncode == 0, trixie.stderr
+    trixie_files = debian_files(os.path.join(project[0], 'build', 'deb'), version[:-len(
+        packaging_build.BOOKWORM_SUFFIX)])
+    for name in ('debian/NEWS', 'debian/README.Debian', 'debian/control', 'debian/patroni.service'):
+        assert trixie_only(trixie_files[name]), name
+
+
+def comment_above(unit, setting):
+    """The comment lines right above the line *setting*= of *unit* (its text), joined."""
+    lines = unit.splitlines()
+    index = next(i for i, line in enumerate(lines) if line.startswith(setting + '='))
+    above = []
+    for line in reversed(lines[:index]):
+        if not line.startswith('# '):
+            break
+        above.insert(0, line[2:])
+    return ' '.join(above)
+
+
+def test_timeout_start_comment_says_what_systemd_does():
+    """The comment on TimeoutStartSec= in every unit says what systemd does when it is reached, as systemd.service(5)
+    says (TimeoutStartFailureMode=terminate, the default): SIGTERM (KillSignal=), then SIGKILL (FinalKillSignal=)
+    after TimeoutStopSec=, and that a reload reaching it fails while the service runs on. The control: the same
+    reading of the TimeoutStopSec= comment, which says none of it."""
+    for name in packaging_build.UNITS:
+        with open(os.path.join(ROOT, 'extras', 'startup_scripts', name)) as f:
+            unit = f.read()
+        comment = comment_above(unit, 'TimeoutStartSec')
+        for words in ('TimeoutStartFailureMode=', 'SIGTERM to Patroni', 'then SIGKILL if it has not exited',
+                      'TimeoutStopSec= later', 'Restart=on-failure starts it again',
+                      'one not over by then fails (`systemctl reload` exits 1) and Patroni runs on'):
+            assert words in comment, (name, words, comment)
+        assert 'it is then killed' not in comment, comment
+        stop_comment = comment_above(unit, 'TimeoutStopSec')
+        assert 'SIGTERM to Patroni' not in stop_comment and 'Restart=on-failure' not in stop_comment
+
+
+def seconds(span):
+    """A systemd time span of the forms the units and targets use (1500, 90s, 5min, 30min, 1h) in seconds."""
+    match = re.fullmatch(r'(\d+)\s*(s|min|h)?', span.strip())
+    assert match, span
+    return int(match.group(1)) * {None: 1, 's': 1, 'min': 60, 'h': 3600}[match.group(2)]
+
+
+def shutdown_targets():
+    """(path, JobTimeoutSec= in seconds, JobTimeoutAction=) of reboot.target and poweroff.target of this machine's
+    systemd (252) and of each Debian root in .cache (bookworm 252, trixie 257, forky 262) that exists."""
+    found = []
+    for root in ['/'] + [os.path.join(ROOT, '.cache', suite) for suite in ('bookworm', 'trixie', 'forky')]:
+        for target in ('reboot.target', 'poweroff.target'):
+            path = os.path.join(root, 'usr', 'lib', 'systemd', 'system', target)
+            if os.path.exists(path):
+                with open(path) as f:
+                    fields = dict(line.split('=', 1) for line in f.read().splitlines() if '=' in line)
+                found.append((path, seconds(fields['JobTimeoutSec']), fields['JobTimeoutAction']))
+    return found
+
+
+def stop_bound(unit):
+    """How long a stop of *unit* (its text) may last: the larger of TimeoutStopSec= and PATRONI_STOP_TIMEOUT_MAX,
+    plus the 30 s of Patroni's last extension."""
+    stop = seconds(re.search(r'^TimeoutStopSec=(.+)$', unit, re.M).group(1))
+    extension = seconds(re.search(r'^Environment=PATRONI_STOP_TIMEOUT_MAX=(.+)$', unit, re.M).group(1))
+    return max(stop, extension) + 30
+
+
+def test_shipped_stop_bound_ends_before_a_reboot_is_forced():
+    """A reboot or poweroff is forced JobTimeoutSec= (30 min) after it began (reboot-force: every process killed):
+    the shipped units' stop, extended by PATRONI_STOP_TIMEOUT_MAX, ends before that, and the texts an administrator
+    reads (README.Debian, the extras README, NEWS) name the value the units ship. The control: the former 3600 is
+    over the bound."""
+    targets = shutdown_targets()
+    assert targets, 'no reboot.target on this machine'
+    for path, job_timeout, action in targets:
+        assert job_timeout == 1800 and action.endswith('-force'), (path, job_timeout, action)
+    shipped = set()
+    for name in packaging_build.UNITS:
+        with open(os.path.join(ROOT, 'extras', 'startup_scripts', name)) as f:
+            unit = f.read()
+        assert stop_bound(unit) < 1800, (name, stop_bound(unit))
+        shipped.add(re.search(r'^Environment=PATRONI_STOP_TIMEOUT_MAX=(.+)$', unit, re.M).group(1))
+        assert stop_bound(unit.replace('PATRONI_STOP_TIMEOUT_MAX=' + min(shipped), 'PATRONI_STOP_TIMEOUT_MAX=3600')) \
+            > 1800
+    assert shipped == {'1500'}, shipped
+    for path in ('packaging/debian/README.Debian', 'extras/startup_scripts/README.md'):
+        with open(os.path.join(ROOT, path)) as f:
+            text = f.read()
+        assert 'PATRONI_STOP_TIMEOUT_MAX=1500' in text and 'PATRONI_STOP_TIMEOUT_MAX=3600' not in text, path
+    with open(os.path.join(ROOT, 'packaging', 'debian', 'NEWS')) as f:
+        top = f.read().split('\n -- ')[0]
+    assert 'PATRONI_STOP_TIMEOUT_MAX=1500 (was 3600)' in ' '.join(top.split()), top
+
+
+def long_lines(text):
+    """The lines of a changelog or NEWS over 80 columns (lintian's debian-changelog-line-too-long), but the
+    trailer lines (`` -- name <address>  date``), which lintian does not measure."""
+    return [line for line in text.splitlines() if len(line) > 80 and not line.startswith(' -- ')]
+
+
+def current_policy(suite):
+    """The newest released Debian policy the lintian of *suite*'s build root knows (``4.6.2`` from 4.6.2.0), or
+    None without that root."""
+    path = os.path.join(ROOT, '.cache', suite + '-build', 'usr', 'share', 'lintian', 'data', 'debian-policy',
+                        'releases.json')
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        releases = json.load(f)['releases']
+    released = [r['version'] for r in releases if 'UNRELEASED' not in ' '.join(r['changes'][:3])]
+    return '.'.join(max(released, key=lambda v: [int(x) for x in v.split('.')]).split('.')[:3])
+
+
+def test_lintian_nits_changelog_news_and_standards_version(project):
+    """Each build's source package: no line of debian/changelog or debian/NEWS over 80 columns (bookworm's has an
+    entry of each made by packaging/build.py), and Standards-Version the newest policy its build suite's lintian
+    knows (trixie 4.7.2, bookworm 4.6.2: lintian of bookworm warned newer-standards-version on 4.7.2). The control:
+    the check finds a line of 81 columns."""
+    assert long_lines('  ' + 'x' * 79) and not long_lines(' -- ' + 'x' * 90)
+    for suite, out in (('trixie', 'deb'), ('bookworm', 'deb-bookworm')):
+        result = build(project, 'source', None, suite)
+        assert result.returncode == 0, result.stderr
+        version = os.path.basename(result.stdout.strip())[len('patroni_'):-len('.dsc')]
+        files = debian_files(os.path.join(project[0], 'build', out), version)
+        for name in ('debian/changelog', 'debian/NEWS'):
+            assert long_lines(files[name]) == [], (suite, name, long_lines(files[name]))
+        standards = re.search(r'^Standards-Version: (.*)$', files['debian/control'], re.M).group(1)
+        assert standards == {'trixie': '4.7.2', 'bookworm': packaging_build.BOOKWORM_STANDARDS}[suite], standards
+        known = current_policy(suite)
+        if known is not None or os.environ.get('CI') == 'true':
+            assert standards == known, (suite, standards, known)
+
+
+def test_no_single_dcs_client_is_required(project):
+    """python3-consul is no hard Depends: upstream 4.1.5's metadata (the sdist's requires.txt) has py-consul among
+    its base requirements (a [:python_version ...] section: the control, why the override is needed), which
+    debian/py3dist-overrides makes dh_python3 ignore (a name without a Debian package), in both builds; the Depends
+    of debian/control keeps one client of five as alternatives. tests/test_deb.py reads the installed package's
+    Depends."""
+    sdist = patchqueue.obtain_sdist(ROOT, patchqueue.Pin(ROOT))
+    with tarfile.open(sdist) as tar:
+        requires = next(tar.extractfile(m).read().decode() for m in tar.getmembers()
+                        if m.name.endswith('.egg-info/requires.txt'))
+    sections = re.split(r'^(\[[^\]]*\])$', requires, flags=re.M)
+    base = sections[0] + ''.join(body for header, body in zip(sections[1::2], sections[2::2])
+                                 if header.startswith('[:'))
+    assert re.search(r'^py-consul\b', base, re.M), requires
+    for suite, out in (('trixie', 'deb'), ('bookworm', 'deb-bookworm')):
+        result = build(project, 'source', None, suite)
+        assert result.returncode == 0, result.stderr
+        version = os.path.basename(result.stdout.strip())[len('patroni_'):-len('.dsc')]
+        files = debian_files(os.path.join(project[0], 'build', out), version)
+        overrides = [line.split() for line in files['debian/py3dist-overrides'].splitlines()
+                     if line.strip() and not line.startswith('#')]
+        assert ['py-consul'] in overrides, (suite, overrides)
+        assert (['ydiff', 'python3-cdiff'] in overrides) == (suite == 'bookworm'), (suite, overrides)
+        depends = re.search(r'^Depends: (.*?)\n(?! )', files['debian/control'], re.M | re.S).group(1)
+        groups = [g.strip() for g in ' '.join(depends.split()).split(',')]
+        consul = [g for g in groups if 'python3-consul' in g]
+        assert consul == ['python3-etcd (>= 0.4.3) | python3-consul (>= 0.7.0) | python3-kazoo | '
+                          'python3-kubernetes | python3-pysyncobj'], groups
 
 
 def test_series_that_no_longer_applies_names_patch_and_file(project):
@@ -215,6 +438,49 @@ def test_rpm_requires_files_and_scriptlets(rpm_built):
     # scriptlets there are (the positive control), and none restarts Patroni
     assert 'postuninstall scriptlet' in scripts and 'daemon-reload' in scripts, scripts
     assert 'restart' not in scripts, scripts
+
+
+def scriptlet(scripts, which):
+    """The body of the scriptlet *which* ('preuninstall', ...) in the output of rpm -qp --scripts."""
+    match = re.search(r'^{0} scriptlet \(using /bin/sh\):\n(.*?)(?=^\w+ scriptlet \(|\Z)'.format(which), scripts,
+                      re.M | re.S)
+    assert match, scripts
+    return match.group(1)
+
+
+# what the stub systemctl lists for `list-units`: as systemctl --plain prints them, a failed one with its bullet
+LISTED_UNITS = ('patroni@15-main.service loaded active running Patroni instance 15-main\n'
+                '\u25cf patroni@15-old.service loaded failed failed Patroni instance 15-old\n'
+                'patroni.service loaded active running Patroni\n')
+
+
+def test_rpm_preun_stops_and_disables_the_instances_on_erase_only(rpm_built, tmp_path):
+    """The RPM's %preun run with a stub systemctl (it logs its arguments; `list-units` lists two instances and
+    patroni.service) and a .wants directory with a third, enabled instance: on erase ($1 = 0) patroni.service and
+    every instance are stopped and disabled (`disable --now`, as %systemd_preun does); on upgrade ($1 = 1, the
+    control) systemctl is not called."""
+    body = scriptlet(rpm_query(rpm_built, '--scripts'), 'preuninstall')
+    log = tmp_path / 'systemctl.log'
+    stub = tmp_path / 'systemctl'
+    stub.write_text('#!/bin/sh\necho "$*" >>{0}\nif [ "$3" = list-units ] || [ "$1" = list-units ]; then\n'
+                    "printf '{1}'\nfi\n".format(log, LISTED_UNITS.replace('\n', '\\n')))
+    stub.chmod(0o755)
+    etc = tmp_path / 'etc-systemd-system'
+    (etc / 'multi-user.target.wants').mkdir(parents=True)
+    (etc / 'multi-user.target.wants' / 'patroni@15-enabled.service').write_text('')
+    (etc / 'multi-user.target.wants' / 'cron.service').write_text('')
+    script = body.replace('/usr/bin/systemctl', str(stub)).replace('/etc/systemd/system', str(etc))
+    for argument, expected in (('1', []), ('0', [
+            '--no-reload disable --now patroni.service',
+            'list-units --all --plain --no-legend --type=service patroni@*.service',
+            '--no-reload disable --now patroni@15-enabled.service patroni@15-main.service patroni@15-old.service'])):
+        if log.exists():
+            log.unlink()
+        result = subprocess.run(['/bin/sh', '-c', script, 'preun', argument], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, universal_newlines=True, timeout=30)
+        assert result.returncode == 0, result.stderr
+        called = log.read_text().splitlines() if log.exists() else []
+        assert called == expected, (argument, called, script)
 
 
 def test_rpm_series_that_no_longer_applies_names_patch_and_file(project):
