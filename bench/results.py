@@ -36,6 +36,24 @@ BENCHES: Dict[str, List[str]] = {
 OUT = os.path.join(ROOT, 'docs', 'results')
 
 
+def render(machine: str) -> str:
+    """docs/results.md as bench/results.md.in makes it from the records in docs/results/ (tests/test_figures.py checks
+    that the page is this, not edited by hand).
+
+    :param machine: what the page says of the machine that ran the benchmarks.
+    :returns: the page.
+    """
+    fields = {'machine': machine}
+    for name in BENCHES:
+        try:
+            with open(os.path.join(OUT, name + '.txt')) as f:
+                fields[name] = f.read().rstrip('\n')
+        except OSError:
+            fields[name] = '(not run yet: bench/results.py --only {0})'.format(name)
+    with open(os.path.join(ROOT, 'bench', 'results.md.in')) as f:
+        return f.read().format(**fields)
+
+
 def main() -> int:
     """Run the benchmarks asked for, then render the page."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
@@ -59,16 +77,9 @@ def main() -> int:
         with open(os.path.join(OUT, name + '.txt'), 'w') as f:
             header = '$ {0}\n# {1}\n{2}\n'.format(' '.join(BENCHES[name]), datetime.date.today(), stamp)
             f.write(header + result.stdout)
-    fields = {'machine': '{0} cores, {1}, Python {2}'.format(os.cpu_count(), platform.platform(terse=True),
-                                                             platform.python_version())}
-    for name in BENCHES:
-        try:
-            with open(os.path.join(OUT, name + '.txt')) as f:
-                fields[name] = f.read().rstrip('\n')
-        except OSError:
-            fields[name] = '(not run yet: bench/results.py --only {0})'.format(name)
-    with open(os.path.join(ROOT, 'bench', 'results.md.in')) as f:
-        page = f.read().format(**fields)
+    machine = '{0} cores, {1}, Python {2}'.format(os.cpu_count(), platform.platform(terse=True),
+                                                  platform.python_version())
+    page = render(machine)
     with open(os.path.join(ROOT, 'docs', 'results.md'), 'w') as f:
         f.write(page)
     print('wrote docs/results.md')

@@ -1,18 +1,25 @@
 """Docs, patch headers and PR texts quote only figures that docs/results.md holds now (DEVELOPERS.md): every timing
-figure with a decimal part (``13.12 ms``, ``0.02 s``) in them must be a number of docs/results.md, which `make results`
-writes from the benchmarks of the series that ships. A figure that is no measurement (a setting of a test or of a unit)
-is listed in SETTINGS, with where it comes from."""
+figure with a decimal part (``13.12 ms``, ``0.02 s``, ``47.31ms``, ``3.14 seconds``, both ends of ``0.5-0.7 s``) in
+them must be a number of the benchmarks' records in docs/results/, which `make results` writes on the series that
+ships, and docs/results.md must be the page bench/results.py renders from those records (no hand edit). A figure that
+is no measurement (a setting of a test or of a unit) is listed in SETTINGS, with where it comes from."""
 
 import glob
 import os
 import re
+import sys
 
 from typing import Iterator, List, Tuple
 
 from realparts import ROOT
 
-# with a space before the unit, as the docs write them (captured output, `CPU: 2.153s`, is no claim)
-FIGURE = re.compile(r'(?<![\d.])(\d+\.\d+) (ms|s)\b')
+sys.path.insert(0, os.path.join(ROOT, 'bench'))
+import results as results_py  # noqa: E402 (bench/ is no package)
+
+# a decimal, the unit after it (with or without a space), or the first of a range whose second end has the unit;
+# captured `systemctl status` output (`CPU: 2.153s`) is no claim
+FIGURE = re.compile(r'(?<!CPU: )(?<![\d.])(\d+\.\d+)'
+                    r'(?:\s?(ms|s|seconds)\b|(?=\s?[-\u2013]\s?\d+\.\d+\s?(ms|s|seconds)\b))')
 
 # figures that are settings, not measurements
 SETTINGS = {
@@ -34,30 +41,49 @@ def texts() -> Iterator[Tuple[str, str]]:
             yield os.path.relpath(path, ROOT), f.read().split('\ndiff --git ', 1)[0]
 
 
-def unmeasured(results: str) -> List[str]:
-    """The figures quoted that docs/results.md does not hold, as ``file: figure``."""
-    numbers = set(re.findall(r'(?<![\d.])\d+\.\d+(?![\d])', results))
-    found = []
-    for name, text in texts():
-        for match in FIGURE.finditer(text):
-            figure = '{0} {1}'.format(*match.groups())
-            if match.group(1) not in numbers and figure not in SETTINGS:
-                found.append('{0}: {1}'.format(name, figure))
-    return found
+def figures(text: str) -> Iterator[Tuple[str, str]]:
+    """(number, ``number unit``) of each timing figure of *text*."""
+    for match in FIGURE.finditer(text):
+        yield match.group(1), '{0} {1}'.format(match.group(1), match.group(2) or match.group(3))
 
 
-def test_every_figure_quoted_is_in_results_md():
-    with open(os.path.join(ROOT, 'docs', 'results.md')) as f:
-        results = f.read()
-    assert unmeasured(results) == []
+def records() -> str:
+    """The benchmarks' records (docs/results/*.txt of bench/results.py), concatenated."""
+    text = ''
+    for name in sorted(results_py.BENCHES):
+        with open(os.path.join(ROOT, 'docs', 'results', name + '.txt')) as f:
+            text += f.read()
+    return text
 
 
-def test_a_figure_results_md_lacks_is_found():
-    """The positive control: the same check against a results.md without one figure that the docs quote."""
-    with open(os.path.join(ROOT, 'docs', 'results.md')) as f:
-        results = f.read()
-    quoted = [m.group(1) for _, text in texts() for m in FIGURE.finditer(text)
-              if '{0} {1}'.format(*m.groups()) not in SETTINGS]
+def unmeasured(measured: str) -> List[str]:
+    """The figures quoted that the text *measured* does not hold, as ``file: figure``."""
+    numbers = set(re.findall(r'(?<![\d.])\d+\.\d+(?![\d])', measured))
+    return ['{0}: {1}'.format(name, figure) for name, text in texts() for number, figure in figures(text)
+            if number not in numbers and figure not in SETTINGS]
+
+
+def test_every_figure_quoted_is_in_the_records():
+    assert unmeasured(records()) == []
+
+
+def test_a_figure_the_records_lack_is_found():
+    """The positive control: the same check against records without one figure that the docs quote, and against
+    figures written in each form the check reads."""
+    quoted = [number for _, text in texts() for number, figure in figures(text) if figure not in SETTINGS]
     assert quoted, 'the docs quote no figure at all'
-    assert any(item.endswith(quoted[0] + ' ms') or item.endswith(quoted[0] + ' s')
-               for item in unmeasured(results.replace(quoted[0], 'N/A')))
+    assert any(item.split(': ')[1].startswith(quoted[0] + ' ')
+               for item in unmeasured(records().replace(quoted[0], 'N/A')))
+    forms = 'took 47.31ms, then 3.14 seconds, 0.5-0.7 s, 0.25 \u2013 0.75 s; CPU: 2.153s'
+    assert [figure for _, figure in figures(forms)] == [
+        '47.31 ms', '3.14 seconds', '0.5 s', '0.7 s', '0.25 s', '0.75 s']
+
+
+def test_results_md_is_rendered_from_the_records():
+    """docs/results.md is bench/results.py's page of today's records, word for word; its one line of its own, the
+    machine, is taken from the page."""
+    with open(os.path.join(ROOT, 'docs', 'results.md')) as f:
+        page = f.read()
+    machine = re.search(r"this project's machine kind \((.+?)\)\. Each block", page)
+    assert machine, 'docs/results.md does not say which machine ran the benchmarks'
+    assert results_py.render(machine.group(1)) == page, 'docs/results.md was edited by hand: run make results'
