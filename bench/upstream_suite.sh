@@ -83,8 +83,11 @@ done
 cd "$TMP/base"
 git init --quiet . && git config user.name patroni-sdnotify && git config user.email patroni-sdnotify@localhost
 git add -A && git commit --quiet -m base
-# the sdist's own release has no tag in every clone: say whether the helpers differ at the newest release tag
-TAG=$(git -C "$TMP/up" tag --list 'v[0-9]*' --sort=-v:refname | head -n 1)
+# the sdist's own release has no tag in every clone: say whether the helpers differ at its tag, or else at the newest
+# release tag not above its version
+VERSION=$(sed -n 's/^version *= *//p' "$HERE/upstream.cfg")
+TAG=$( (git -C "$TMP/up" tag --list 'v[0-9]*'; echo "v$VERSION~") | sort -V | sed -n "/^v$VERSION~\$/q;p" | tail -n 1)
+git -C "$TMP/up" rev-parse -q --verify "refs/tags/v$VERSION" >/dev/null && TAG=v$VERSION
 if [ -z "$TAG" ]; then
     SAME="no release tag in the clone to compare them with"
 elif git -C "$TMP/up" diff --quiet "$TAG" "$COMMIT" -- tests/__init__.py tox.ini postgres0.yml; then
