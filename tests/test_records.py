@@ -74,3 +74,20 @@ def test_an_upstream_record_without_the_upstream_only_line_is_stale(tmp_path):
     write(root, 'upstream_suite.txt', '{0}\nupstream abc\n'.format(stamp(root)))
     code, out = records(root)
     assert code == 1 and 'since docs/results/upstream_suite.txt was recorded: run make upstream-suite' in out, out
+
+
+def test_a_block_of_another_series_beside_today_s_is_stale(tmp_path):
+    root = project(tmp_path)
+    write(root, 'reload_latency.txt', '{0}\nfigures\nseries {1} (patroni 4.1.5+sdnotify.5)\nold figures\n'.format(
+        stamp(root), '0' * 64))
+    code, out = records(root)
+    assert code == 1 and 'since docs/results/reload_latency.txt was recorded: run make results' in out, out
+
+
+def test_an_upstream_only_line_in_a_benchmark_record_is_stale(tmp_path):
+    """A benchmark runs the series only: a record of one that names upstream-only patches is not what make results
+    writes."""
+    root = project(tmp_path)
+    write(root, 'reload_latency.txt', '{0}\nfigures\n'.format(stamp(root, '--upstream-only')))
+    code, out = records(root)
+    assert code == 1 and 'since docs/results/reload_latency.txt was recorded' in out, out
