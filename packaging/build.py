@@ -228,8 +228,8 @@ BOOKWORM_NEWS_SWAPS = [
     ('''
   python3-consul is no longer a dependency of its own: a DCS client is
   one of python3-etcd, python3-consul, python3-kazoo, python3-kubernetes
-  and python3-pysyncobj. On a node that uses Consul, keep its client with
-  `apt-mark manual python3-consul` before `apt autoremove`.
+  and python3-pysyncobj. An installed python3-consul stays: autoremove
+  keeps a package that satisfies an alternative of a dependency.
 ''', ''),
 ]
 # README.Debian: (the trixie build's words, bookworm's)
