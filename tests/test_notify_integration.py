@@ -166,9 +166,7 @@ def test_sighup_during_start_up_is_a_reload(node, listener, delays, blocked):
 def test_upstream_handles_sighup_only_after_its_imports(node):
     """The control of the order check above: upstream 4.1.5 makes SIGHUP harmless only as its daemon starts, after it
     imported its dependencies and read its configuration file (a SIGHUP before that kills it)."""
-    # the machine's upstream venv with the machine's PostgreSQL (under make test-py314, PG_BIN is the forky root's)
-    n = node(executable=os.path.join(ROOT, '.venv-upstream', 'bin', 'patroni'),
-             extra={'postgresql': {'bin_dir': '/usr/lib/postgresql/15/bin'}})
+    n = node(executable=os.path.join(ROOT, '.venv-upstream', 'bin', 'patroni'))
     proc = n.start(None)
     try:
         assert sighup_handler_order(proc) == 'late'
