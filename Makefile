@@ -55,9 +55,11 @@ test-py314: deps
 	tests/root_python.sh setup
 	$(MAKE) install PYTHON=$(CURDIR)/tests/root_python.sh VENV=$(VENV314)
 	timeout $(STEP_TIMEOUT) $(VENV314)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	# (not the upstream control of the handler's order: it runs the machine's upstream venv, which cannot run inside
+	# the forky root; `make test` runs it)
 	SDNOTIFY_PG_BIN=$(PG314) $(VENV314)/bin/python -m pytest --durations=10 generated/upstream-tests/test_systemd.py \
 	  generated/upstream-tests/test_postmaster.py tests/test_build.py tests/test_notify_integration.py \
-	  tests/test_reload_wait.py
+	  tests/test_reload_wait.py -k 'not test_upstream_handles_sighup_only_after_its_imports'
 	SDNOTIFY_PID1_VENVS=$(VENV314)=$(PG314) $(VENV)/bin/python -m pytest tests/test_container_pid1.py
 
 # boot a real systemd in private namespaces, start+reload the shipped unit, show status (see README); it needs only
