@@ -288,6 +288,15 @@ def stamp_of(pin: Pin, patches: List[str]) -> str:
     return digest.hexdigest()
 
 
+def concatenated_sha256(paths: List[str]) -> str:
+    """The sha256 of the bytes of the files *paths*, in that order, concatenated (``cat PATHS | sha256sum``)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, 'rb') as f:
+            digest.update(f.read())
+    return digest.hexdigest()
+
+
 def series_stamp(root: str) -> str:
     """The ``series`` line of every record in docs/results: the series it is of, and the package version.
 
@@ -297,11 +306,7 @@ def series_stamp(root: str) -> str:
     :param root: the project directory.
     :returns: ``series <sha256> (patroni <version>)``.
     """
-    digest = hashlib.sha256()
-    for path in read_series(root):
-        with open(path, 'rb') as f:
-            digest.update(f.read())
-    return 'series {0} (patroni {1})'.format(digest.hexdigest(), Pin(root).package_version)
+    return 'series {0} (patroni {1})'.format(concatenated_sha256(read_series(root)), Pin(root).package_version)
 
 
 def upstream_only_stamp(root: str) -> str:
@@ -313,11 +318,13 @@ def upstream_only_stamp(root: str) -> str:
     """
     folder = os.path.join(root, 'patches', 'upstream-only')
     names = sorted(name for name in os.listdir(folder) if name.endswith('.patch')) if os.path.isdir(folder) else []
-    digest = hashlib.sha256()
-    for name in names:
-        with open(os.path.join(folder, name), 'rb') as f:
-            digest.update(f.read())
-    return 'upstream-only {0} ({1} patches)'.format(digest.hexdigest(), len(names))
+    return 'upstream-only {0} ({1} patches)'.format(
+        concatenated_sha256([os.path.join(folder, name) for name in names]), len(names))
+
+
+def record_command(name: str) -> str:
+    """The command that remakes the record *name* of docs/results (``pr_map-py3.6.15.txt``: ``make pr-map``)."""
+    return RECORDED_BY.get(name.split('-')[0].split('.')[0], 'make results')
 
 
 def stale_records(root: str) -> List[str]:
@@ -339,7 +346,7 @@ def stale_records(root: str) -> List[str]:
             lines = [line for line in text if line.startswith('series ')]
             others = [line for line in text if line.startswith('upstream-only ')]
             # every series line of the record: a block of another is stale
-            made_on_upstream = name.split('-')[0].split('.')[0] in RECORDED_BY
+            made_on_upstream = record_command(name) != 'make results'
             if not lines or set(lines) != {stamp} or set(others) != ({extra} if made_on_upstream else set()):
                 stale.append(name)
     return stale
@@ -562,8 +569,7 @@ def main(argv: List[str]) -> int:
             if stale:
                 print('the series (or patches/upstream-only) changed since {0} was recorded: run {1}'.format(
                     ', '.join('docs/results/' + name for name in stale),
-                    ' and '.join(sorted({RECORDED_BY.get(name.split('-')[0].split('.')[0], 'make results')
-                                         for name in stale}))), file=sys.stderr)
+                    ' and '.join(sorted({record_command(name) for name in stale}))), file=sys.stderr)
                 return 1
         elif args.command == 'reachable':
             blocked = unreachable(args.venv, args.user)
