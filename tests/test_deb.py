@@ -422,6 +422,8 @@ def test_our_deb_installs_over_debians_without_restarting_it(tier, debians):
              ' | grep -q "^patroni: "')
     # its DCS example is ours, etcd's v3 API (Debian's: ZooKeeper); Debian's, unmodified, replaced by dpkg
     sh(tier, 'grep -q "^etcd3:" /etc/patroni/dcs.yml && ! grep -q "^zookeeper:" /etc/patroni/dcs.yml')
+    # needrestart (if the admin installs it) leaves Patroni's units unselected: a conffile of ours
+    sh(tier, 'grep -qx /etc/needrestart/conf.d/patroni.conf /var/lib/dpkg/info/patroni.conffiles')
     # patroni.service reads Debian's /etc/patroni/config.yml, named once
     unit = sh(tier, 'cat /usr/lib/systemd/system/patroni.service')
     assert 'Environment=PATRONI_CONFIG_FILE=/etc/patroni/config.yml\n' in unit and 'patroni.yml' not in unit, unit

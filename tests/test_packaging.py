@@ -580,3 +580,31 @@ def test_debian_root_exit_2_only_when_the_mirror_cannot_be_reached(debian_root_c
     assert refused.stderr.strip().splitlines()[-1].endswith('cannot be reached'), refused.stderr
     assert os.listdir(os.path.join(os.path.dirname(os.path.dirname(debian_root_copy)), '.cache')) == [
         'debootstrap-bookworm.log']
+
+
+NEEDRESTART_CHECK = r"""
+our %nrconf = (override_rc => {qr(^dbus) => 0});
+do $ARGV[0];  # as needrestart reads conf.d: a file it cannot read changes nothing, and the assertions fail
+die $@ if $@;
+for my $unit (@ARGV[1 .. $#ARGV]) {
+    my $selected = 1;
+    for my $re (keys %{$nrconf{override_rc}}) { $selected = $nrconf{override_rc}{$re} if $unit =~ $re }
+    print "$unit $selected\n";
+}
+"""
+
+
+def test_needrestart_leaves_patroni_unselected():
+    """packaging/debian/needrestart/patroni.conf, read as needrestart reads its conf.d (Perl, into %nrconf): Patroni's
+    units are not preselected for a restart after an upgrade (a restart stops PostgreSQL: on a leader, a failover);
+    the control: PostgreSQL's own units and a name that only starts like Patroni's stay selected. The package installs
+    it (patroni.install)."""
+    conf = os.path.join(ROOT, 'packaging', 'debian', 'needrestart', 'patroni.conf')
+    units = ['patroni.service', 'patroni@15-main.service', 'postgresql@15-main.service', 'patroni-exporter.service']
+    out = subprocess.run(['perl', '-e', NEEDRESTART_CHECK, conf] + units, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, universal_newlines=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split('\n')[:-1] == ['patroni.service 0', 'patroni@15-main.service 0',
+                                           'postgresql@15-main.service 1', 'patroni-exporter.service 1']
+    with open(os.path.join(ROOT, 'packaging', 'debian', 'patroni.install')) as f:
+        assert 'debian/needrestart/patroni.conf etc/needrestart/conf.d\n' in f.read()
