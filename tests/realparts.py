@@ -100,6 +100,17 @@ def sighup_safe(pid: int) -> bool:
     return any(int(value, 16) & 1 for value in masks.values())
 
 
+def sighup_blocked_and_pending(status: str) -> bool:
+    """Whether the /proc/PID/status text *status* shows a SIGHUP pending (SigPnd or ShdPnd) that the process blocks
+    (SigBlk): a reload that will never be applied by a process that never unblocks it."""
+    masks = dict(line.split(':', 1) for line in status.splitlines() if ':' in line)
+    try:
+        pending = int(masks['SigPnd'], 16) | int(masks['ShdPnd'], 16)
+        return bool(pending & int(masks['SigBlk'], 16) & 1)  # SIGHUP is signal 1: bit 0 of the masks
+    except (KeyError, ValueError):
+        return False
+
+
 def ephemeral_ports() -> Tuple[int, int]:
     """The kernel's ephemeral port range (net.ipv4.ip_local_port_range): where every bind to port 0 and every
     outgoing connection of the machine takes its local port."""

@@ -25,7 +25,7 @@ import os
 
 from typing import Dict, List, Optional, Tuple
 
-from realparts import BIN, PYTHON_SYSTEMD, read_from, ROOT, wait_for
+from realparts import BIN, PYTHON_SYSTEMD, read_from, ROOT, sighup_blocked_and_pending, wait_for
 from systemd_harness import log_dropin, Systemd, unit_for_test
 
 UNITS = os.path.join(ROOT, 'extras', 'startup_scripts')
@@ -77,13 +77,7 @@ def cell_units(cell: Cell, config_dir: str, log: str) -> Dict[str, str]:
 
 def sighup_pending_and_blocked(systemd: Systemd, pid: str) -> bool:
     """Whether *pid* (of the harness) has a SIGHUP pending that it blocks."""
-    status = systemd.run('cat', '/proc/{0}/status'.format(pid)).stdout
-    masks = dict(line.split(':', 1) for line in status.splitlines() if ':' in line)
-    try:
-        pending = int(masks['SigPnd'], 16) | int(masks['ShdPnd'], 16)
-        return bool(pending & int(masks['SigBlk'], 16) & 1)
-    except (KeyError, ValueError):
-        return False
+    return sighup_blocked_and_pending(systemd.run('cat', '/proc/{0}/status'.format(pid)).stdout)
 
 
 def trial(systemd: Systemd, cell: Cell, log: str, patroni_status, end_postgres) -> str:

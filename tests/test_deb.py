@@ -25,7 +25,7 @@ import time
 
 import pytest
 
-from realparts import ETCD, ROOT, wait_for, Workdir
+from realparts import ETCD, ROOT, sighup_blocked_and_pending, wait_for, Workdir
 from systemd_harness import etcd_unit, host_dropin, Systemd
 
 sys.path.insert(0, os.path.join(ROOT, 'packaging'))
@@ -518,11 +518,7 @@ def sighup_lost(tier, pid):
         return 'gone' if result.returncode != 0 else 'patroni' in result.stdout and 'execed'
     if wait_for(execed, 30, 'process {0} running Patroni'.format(pid)) == 'gone':
         return False
-    status = tier.run('cat', '/proc/{0}/status'.format(pid), in_root=True).stdout
-    fields = dict(line.split(':\t', 1) for line in status.splitlines() if ':\t' in line)
-    hup = 1 << 0  # SIGHUP is signal 1: bit 0 of the masks
-    return bool(int(fields.get('SigBlk', '0'), 16) & hup and
-                (int(fields.get('SigPnd', '0'), 16) | int(fields.get('ShdPnd', '0'), 16)) & hup)
+    return sighup_blocked_and_pending(tier.run('cat', '/proc/{0}/status'.format(pid), in_root=True).stdout)
 
 
 def test_upstream_patroni_under_a_type_simple_unit_loses_start_reload(tier, ours):
