@@ -87,3 +87,71 @@ def test_results_md_is_rendered_from_the_records():
     machine = re.search(r"this project's machine kind \((.+?)\)\. Each block", page)
     assert machine, 'docs/results.md does not say which machine ran the benchmarks'
     assert results_py.render(machine.group(1)) == page, 'docs/results.md was edited by hand: run make results'
+
+
+# test counts quoted from upstream's suites (``806 passed``, ``677 without, 783 with``): docs/results' records of
+# `make pr-map` and `make upstream-suite` (pytest's summary lines, ``NNN passed``) must hold each
+COUNT = re.compile(r'(?<![\d.])(\d+) passed\b|(?<![\d.])(\d+) without, (\d+) with\b')
+# a row of upstreaming.md's acceptance table: | DCS | feature | master | wall | master + series | wall |
+ACCEPTANCE_ROW = re.compile(r'^\| (\S+)(?: \(v2 API\))? \| (\w+) \| (\d+/\d+/\d+) \| ([\d.]+) \| (\d+/\d+/\d+) \| '
+                            r'([\d.]+) \|$', re.M)
+
+
+def suite_records() -> str:
+    """The records of upstream's suites run with the series (pr_map*, upstream_suite*), concatenated."""
+    text = ''
+    for path in sorted(glob.glob(os.path.join(ROOT, 'docs', 'results', '*.txt'))):
+        if os.path.basename(path).startswith(('pr_map', 'upstream_suite')):
+            with open(path) as f:
+                text += f.read()
+    return text
+
+
+def uncounted(recorded: str) -> List[str]:
+    """The test counts quoted that no pytest summary of *recorded* holds, as ``file: N passed``."""
+    counts = set(re.findall(r'(?<![\d.])(\d+) passed\b', recorded))
+    return ['{0}: {1} passed'.format(name, count) for name, text in texts() for match in COUNT.finditer(text)
+            for count in match.groups() if count is not None and count not in counts]
+
+
+def test_every_test_count_quoted_is_in_the_records():
+    assert uncounted(suite_records()) == []
+
+
+def test_a_test_count_the_records_lack_is_found():
+    """The positive control: the counts quoted are found (each form), and one the records lose is reported."""
+    quoted = [count for _, text in texts() for match in COUNT.finditer(text) for count in match.groups() if count]
+    assert quoted, 'the docs quote no test count at all'
+    assert [c for m in COUNT.finditer('677 without, 783 with; 806 passed') for c in m.groups() if c] == [
+        '677', '783', '806']
+    assert any(item.endswith(': {0} passed'.format(quoted[-1]))
+               for item in uncounted(suite_records().replace(quoted[-1] + ' passed', 'N/A passed')))
+
+
+def acceptance_rows(text: str) -> List[Tuple[str, ...]]:
+    """The rows (DCS, feature, master, wall, master + series, wall) of upstreaming.md's acceptance table in *text*,
+    or of the record docs/results/acceptance.txt (``dcs X`` then ``  feature  a/b/c  wall  d/e/f  wall``)."""
+    if text.startswith('|') or '\n| DCS |' in text:
+        return [m.groups() for m in ACCEPTANCE_ROW.finditer(text)]
+    rows, dcs = [], None
+    for line in text.splitlines():
+        if line.startswith('dcs '):
+            dcs = line.split()[1]
+        cells = line.split()
+        if dcs and len(cells) == 5 and re.match(r'^\d+/\d+/\d+$', cells[1]) and cells[0] != 'total':
+            rows.append((dcs,) + tuple(cells))
+    return rows
+
+
+def test_the_acceptance_table_is_the_record():
+    """docs/upstreaming.md's acceptance table holds the rows of docs/results/acceptance.txt, all and only them."""
+    with open(os.path.join(ROOT, 'docs', 'upstreaming.md')) as f:
+        page = f.read()
+    with open(os.path.join(ROOT, 'docs', 'results', 'acceptance.txt')) as f:
+        record = acceptance_rows(f.read())
+    assert record, 'docs/results/acceptance.txt holds no feature run'
+    assert sorted(acceptance_rows(page)) == sorted(record)
+    # the positive control: a row whose wall time is not the record's is told apart
+    row = '| {0} | {1} | {2} | {3} |'.format(*record[0][1:5])
+    assert row in page, row
+    assert sorted(acceptance_rows(page.replace(row, row.replace(record[0][3], '0.5')))) != sorted(record)
