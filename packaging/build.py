@@ -552,11 +552,15 @@ PROOF_ROOT = os.path.join(ROOT, '.cache', SUITE + '-proof')
 # PostgreSQL (the `postgresql` metapackage: 15, 17, 18), python3-etcd (what an operator installs for etcd: the
 # dependency on a DCS client is met by python3-consul) and Debian's patroni's dependencies, installed; Debian's
 # patroni .deb itself, downloaded into /root/debs. The Depends of debian/tests/control (postgresql, etcd-server),
-# as autopkgtest installs them before the tests; apt-utils (apt-ftparchive) for the test's own apt archives.
+# as autopkgtest installs them before the tests; apt-utils (apt-ftparchive) for the test's own apt archives;
+# procps, which every standard install has (Priority: important) and a minbase root lacks: it ships /bin/kill, the
+# ExecReload= of Debian's units (without it their `systemctl reload` fails, 203/EXEC; on trixie and forky ucf pulls
+# it in, on bookworm nothing did).
 PROOF_SCRIPT = """mkdir -p /etc/postgresql-common /root/debs
 printf 'create_main_cluster = false\\n' >/etc/postgresql-common/createcluster.conf
 apt-get {valid} update -qq
-apt-get install -y -qq --no-install-recommends postgresql patroni python3-etcd etcd-server apt-utils >/dev/null
+apt-get install -y -qq --no-install-recommends postgresql patroni python3-etcd etcd-server apt-utils \\
+    procps >/dev/null
 cp /var/cache/apt/archives/patroni_*.deb /root/debs/
 dpkg --purge patroni >/dev/null
 test ! -e /etc/patroni

@@ -41,11 +41,8 @@ POSTGRESQL = {'bookworm': '15', 'trixie': '17', 'forky': '18'}
 PYTHON = {'bookworm': '3.11', 'trixie': '3.13', 'forky': '3.14'}
 DEBIAN_PATRONI = {'bookworm': '3.0.2', 'trixie': '4.0.7', 'forky': '4.1.5'}
 TRIALS = int(os.environ.get('SDNOTIFY_DEB_TRIALS', '10'))
-# the control's trials: until the first one killed, at most this many; where the suite's own patroni was killed
+# the controls' trials: until the first one killed (or its reload lost), at most this many
 CONTROL_TRIALS = 10
-KILLED = {'bookworm': False, 'trixie': True, 'forky': True}
-# the same for upstream's Patroni of the pinned version under a Debian-like drop-in: killed, or its reload lost
-UPSTREAM_LOST = {'bookworm': False, 'trixie': True, 'forky': True}
 # the result of an HA cycle, as Patroni logs it: ``INFO: <what it did>`` after ``Lock owner: ...; I am node1``
 CYCLE = re.compile(r'INFO: Lock owner: .*; I am node1\n.*INFO: (?!Lock owner)(.+)')
 # patroni.service's own configuration (Debian's /etc/patroni/config.yml): a second cluster beside the instance's
@@ -204,20 +201,65 @@ def cycle_versus_active(tier, unit, result=None):
     return created, received, active, entry['MESSAGE']
 
 
+RELOADED = 'No local configuration items changed.'  # what Patroni (3.0.2 to 4.1.5) logs for a reload it handled
+
+
+def start_journal(tier, unit, since):
+    """*unit*'s journal since monotonic µs *since*: (µs, whether PID 1 wrote it, message), PID 1's lines about the
+    unit ("Started ...", "Reloading ...") and the unit's own processes' lines, in order."""
+    out = sh(tier, 'journalctl --no-pager -o json _SYSTEMD_UNIT={0} + _PID=1 UNIT={0}'.format(unit))
+    found = [json.loads(line) for line in out.splitlines() if line.strip()]
+    return [(int(e['__MONOTONIC_TIMESTAMP']), e.get('_PID') == '1', e['MESSAGE']) for e in found
+            if int(e['__MONOTONIC_TIMESTAMP']) >= since and isinstance(e.get('MESSAGE'), str)]
+
+
 def start_reload(tier):
-    """`systemctl start; systemctl reload` back to back; then how the instance is: 'alive' (active, the same main
-    process, never restarted) or 'killed' (its main process ended by a signal, SIGHUP), and the state."""
-    tier.run('/bin/sh', '-c', 'systemctl start {0}; systemctl reload {0}'.format(tier.instance), in_root=True,
-             timeout=300)
+    """`systemctl start; systemctl reload` of the instance back to back; then what became of it and the facts that
+    say so (a dict: the state, the reload's exit status, the ms from PID 1's "Started" to its "Reloading" line).
+    The outcome is read from the system, never assumed:
+
+    - 'applied': the same main process, never restarted, and Patroni logged the reload (RELOADED);
+    - 'killed': the main process ended by the reload's SIGHUP;
+    - 'lost': alive and running Patroni with the SIGHUP blocked and pending (a reload never to be applied);
+    - 'not-delivered': `systemctl reload` failed or PID 1 never ran the reload (no "Reloading" line): the trial says
+      nothing about the race;
+    - 'other': none of these within a minute."""
+    unit = tier.instance
+    script = 'systemctl start {0}; systemctl reload {0}; echo "reload $?"'.format(unit)
+    result = tier.run('/bin/sh', '-c', script, in_root=True, timeout=300)
+    rc = re.search(r'^reload (\d+)$', result.stdout, re.M)
     # the patched Patroni answers the reload with RELOADING=1 ... READY=1 (systemd shows 'reloading' until then)
-    state = tier.wait_show(tier.instance, lambda s: s['ActiveState'] != 'reloading', 60, 'the reload answered',
+    state = tier.wait_show(unit, lambda s: s['ActiveState'] != 'reloading', 60, 'the reload answered',
                            'ActiveState', 'SubState', 'MainPID', 'ExecMainCode', 'ExecMainStatus', 'NRestarts',
-                           'Result')
-    if state['ActiveState'] == 'active' and state['NRestarts'] == '0':
-        return 'alive', state
-    if state['ExecMainCode'] == '2' and state['ExecMainStatus'] == '1':  # CLD_KILLED by SIGHUP
-        return 'killed', state
-    return 'other', state
+                           'Result', 'InactiveExitTimestampMonotonic')
+    facts = {'state': state, 'reload rc': int(rc.group(1)) if rc else None}
+    since = int(state['InactiveExitTimestampMonotonic'])
+
+    def pid1(prefix, lines):
+        return next((t for t, by_pid1, message in lines if by_pid1 and message.startswith(prefix)), None)
+
+    def settled():
+        lines = start_journal(tier, unit, since)
+        started, reloading = pid1('Started ', lines), pid1('Reloading ', lines)
+        if started is not None and reloading is not None:
+            facts['started to reloading ms'] = round((reloading - started) / 1000.0, 1)
+        if facts['reload rc'] != 0 or reloading is None:
+            return 'not-delivered'
+        now = tier.show(unit, 'ActiveState', 'MainPID', 'ExecMainCode', 'ExecMainStatus', 'NRestarts')
+        if (now['ExecMainCode'], now['ExecMainStatus']) == ('2', '1') and now['ActiveState'] != 'active':
+            return 'killed'  # CLD_KILLED by SIGHUP
+        if now['ActiveState'] != 'active' or now['NRestarts'] != '0' or now['MainPID'] != state['MainPID']:
+            return None
+        if any(not by_pid1 and RELOADED in message for _, by_pid1, message in lines):
+            return 'applied'
+        return 'lost' if sighup_lost(tier, now['MainPID']) else None
+    try:
+        outcome = wait_for(settled, 60, 'the trial settled')
+    except AssertionError:
+        outcome = 'other'
+    if outcome in ('not-delivered', 'other'):  # what PID 1 and the reload's kill said
+        facts['journal'] = [m for _, _, m in start_journal(tier, unit, since)][-8:]
+    return outcome, facts
 
 
 def stop(tier, unit=None):
@@ -302,21 +344,30 @@ def install_ours(tier, *options):
                  tier.deb, ' '.join(options)))
 
 
+def control_trials(tier):
+    """The start+reload trials of a control: until one is 'killed' or 'lost', at most CONTROL_TRIALS; each printed
+    with its facts. A trial whose reload was not delivered says nothing either way and is counted, not judged."""
+    outcomes = []
+    while len(outcomes) < CONTROL_TRIALS and not any(o in ('killed', 'lost') for o, _ in outcomes):
+        outcomes.append(start_reload(tier))
+        stop(tier)
+    for outcome, facts in outcomes:
+        print('  {0}: {1}'.format(outcome, {k: v for k, v in facts.items() if k != 'state'}))
+    return outcomes
+
+
 def test_debian_patroni_under_its_type_simple_unit_start_reload(tier):
-    """The control: the suite's own patroni, its own template (Type=simple), the same start+reload: killed by the
-    early SIGHUP on trixie (4.0.7) and forky (4.1.5-2) within the trials; bookworm's 3.0.2 under systemd 252
-    survived 10 of 10 when measured, so there the start+reload check has no positive control (KILLED says which;
-    a change either way fails here)."""
+    """The control: the suite's own patroni, its own template (Type=simple, ExecReload=/bin/kill -s HUP $MAINPID),
+    the same start+reload: killed by the early SIGHUP (bookworm's 3.0.2, trixie's 4.0.7, forky's 4.1.5-2), within
+    the trials. (Before the proof roots had procps, bookworm's had no /bin/kill: every reload failed, 203/EXEC, and
+    the control showed nothing; start_reload() now tells such a trial apart.)"""
     install_debians(tier)
     sh(tier, 'install -o postgres -g postgres -m 0640 {0} {1}'.format(tier.config_file, tier.conf))
     assert tier.show(tier.instance, 'Type')['Type'] == 'simple'
-    outcomes = []
-    while len(outcomes) < CONTROL_TRIALS and not any(o == 'killed' for o, _ in outcomes):
-        outcomes.append(start_reload(tier))
-        stop(tier)
+    outcomes = control_trials(tier)
     print("{0}: Debian's patroni {1}, Type=simple: start+reload back to back: {2}".format(
         tier.suite, tier.debian_version, [o for o, _ in outcomes]))
-    assert any(o == 'killed' for o, _ in outcomes) == KILLED[tier.suite], outcomes
+    assert 'other' not in [o for o, _ in outcomes] and outcomes[-1][0] == 'killed', outcomes
 
 
 def running_pids(tier, unit=None, data=None):
@@ -486,13 +537,17 @@ def test_start_is_ready_after_the_first_ha_cycle_in_the_journal(tier, ours):
 
 
 def test_start_reload_back_to_back_survives(tier, ours):
+    """Ours under its own units (Type=notify-reload on 257 and 262; Type=notify with patroni_systemd_reload on 252):
+    every start+reload back to back ends with the reload applied by the same, never restarted, process (the controls
+    above and below: Debian's patroni and upstream's 4.1.5 under Type=simple are killed in the same root)."""
     outcomes = []
     for _ in range(TRIALS):
         outcomes.append(start_reload(tier))
         stop(tier)
-    print('{0}: patroni sdnotify, Type={1}: start+reload back to back: {2}'.format(
-        tier.suite, 'notify-reload' if tier.notify_reload else 'notify', [o for o, _ in outcomes]))
-    assert [o for o, _ in outcomes] == ['alive'] * TRIALS, [s for _, s in outcomes]
+    print('{0}: patroni sdnotify, Type={1}: start+reload back to back: {2}; started to reloading (ms): {3}'.format(
+        tier.suite, 'notify-reload' if tier.notify_reload else 'notify', [o for o, _ in outcomes],
+        [f.get('started to reloading ms') for _, f in outcomes]))
+    assert [o for o, _ in outcomes] == ['applied'] * TRIALS, [f for _, f in outcomes]
 
 
 # upstream's Patroni (the pinned sdist, unpatched) under the installed template made as Debian's: Type=simple, the
@@ -522,12 +577,11 @@ def sighup_lost(tier, pid):
 
 
 def test_upstream_patroni_under_a_type_simple_unit_loses_start_reload(tier, ours):
-    """The positive control of the start+reload trials that the suite's own patroni cannot give on bookworm (its
-    3.0.2 survived 10 of 10): upstream's Patroni of the pinned version (the sdist unpacked, unpatched: no
-    patroni.systemd; run by the suite's python3 with the suite's packages) under the installed template with a
-    drop-in that makes it what Debian's is (Type=simple, ExecReload=/bin/kill -s HUP $MAINPID, Restart=no): start+
-    reload back to back until a trial kills it ('killed') or leaves its SIGHUP blocked and pending for ever
-    ('lost': the reload never applied), at most CONTROL_TRIALS; 'alive' is a trial whose reload Patroni handled."""
+    """The positive control of the start+reload trials with the pinned version itself: upstream's Patroni 4.1.5
+    (the sdist unpacked, unpatched: no patroni.systemd; run by the suite's python3 with the suite's packages) under
+    the installed template with a drop-in that makes it what Debian's is (Type=simple, ExecReload=/bin/kill -s HUP
+    $MAINPID, Restart=no): start+reload back to back until a trial kills it ('killed') or leaves its SIGHUP blocked
+    and pending for ever ('lost'), at most CONTROL_TRIALS; killed in every suite."""
     sdist = packaging_build.sdist_and_series(packaging_build.pin())[0]
     path = '{0}/patroni-{1}'.format(UPSTREAM, packaging_build.pin().version)
     dropin = '/etc/systemd/system/patroni@.service.d/zz-upstream.conf'
@@ -541,12 +595,7 @@ def test_upstream_patroni_under_a_type_simple_unit_loses_start_reload(tier, ours
     outcomes = []
     try:
         assert tier.show(tier.instance, 'Type')['Type'] == 'simple'
-        while len(outcomes) < CONTROL_TRIALS and not any(o in ('killed', 'lost') for o, _ in outcomes):
-            outcome, state = start_reload(tier)
-            if outcome == 'alive' and sighup_lost(tier, state['MainPID']):
-                outcome = 'lost'
-            outcomes.append((outcome, state))
-            stop(tier)
+        outcomes = control_trials(tier)
     finally:
         stop(tier)
         sh(tier, 'rm -f {0} && systemctl daemon-reload'.format(dropin))
@@ -556,9 +605,7 @@ def test_upstream_patroni_under_a_type_simple_unit_loses_start_reload(tier, ours
                  'fi'.format(tier.data, tier.pg))
     print("{0}: upstream's Patroni {1}, Type=simple: start+reload back to back: {2}".format(
         tier.suite, packaging_build.pin().version, [o for o, _ in outcomes]))
-    # measured 2026-12-07: on bookworm (252) upstream's 4.1.5 survived 10 of 10 as Debian's 3.0.2 did, so this
-    # root gives bookworm's trials no positive control either (UPSTREAM_LOST); a change either way fails here
-    assert any(o in ('killed', 'lost') for o, _ in outcomes) == UPSTREAM_LOST[tier.suite], [s for _, s in outcomes]
+    assert 'other' not in [o for o, _ in outcomes] and outcomes[-1][0] in ('killed', 'lost'), outcomes
 
 
 def psql(tier, query, port=5432):
