@@ -2,7 +2,9 @@
 
 ``acceptance_report.py WORK`` prints the record of every run kept in WORK/results (the stamp line is written before
 it by ``make acceptance``); ``acceptance_report.py --differs WORK DCS FEATURE`` exits 0 when the scenarios of that
-feature ended differently on the two sides in their first runs (bench/acceptance.sh then runs it again), 1 if not.
+feature ended differently on the two sides in their first runs (bench/acceptance.sh then runs it again), 1 if not;
+``acceptance_report.py --table RECORD`` prints the feature rows of the record RECORD (docs/results/acceptance.txt) as
+the Markdown table docs/upstreaming.md quotes (tests/test_figures.py checks that it holds them all, and only them).
 
 Per DCS and feature it gives the scenarios passed/failed/skipped and the wall time of the behave run on each side,
 then every scenario whose outcome differs (with the step that failed and the first line of its error), the outcome
@@ -345,14 +347,29 @@ def record(work: str) -> List[str]:
     return lines
 
 
+def table(record_text: str) -> List[str]:
+    """The feature rows of the record *record_text* as a Markdown table (DCS, feature, both sides and their wall)."""
+    lines = ['| DCS | feature | master | wall (s) | master + series | wall (s) |',
+             '| --- | --- | --- | --- | --- | --- |']
+    dcs = ''
+    for line in record_text.splitlines():
+        if line.startswith('dcs '):
+            dcs = line.split()[1]
+        cells = line.split()
+        if dcs and len(cells) == 5 and re.match(r'^\d+/\d+/\d+$', cells[1]) and cells[0] != 'total':
+            lines.append('| {0} | {1} |'.format('etcd (v2 API)' if dcs == 'etcd' else dcs, ' | '.join(cells)))
+    return lines
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    """Print the record, or answer ``--differs``.
+    """Print the record, its table (``--table``), or answer ``--differs``.
 
     :param argv: the arguments.
     :returns: the exit status.
     """
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--differs', action='store_true')
+    parser.add_argument('--table', action='store_true')
     parser.add_argument('work')
     parser.add_argument('dcs', nargs='?')
     parser.add_argument('feature', nargs='?')
@@ -362,6 +379,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             parser.error('--differs needs DCS and FEATURE')
         runs = [run_of(args.work, args.dcs, side, args.feature)['scenarios'] for side in SIDES]
         return 0 if differing(*runs) else 1
+    if args.table:
+        with open(args.work) as f:
+            print('\n'.join(table(f.read())))
+        return 0
     print('\n'.join(record(args.work)))
     return 0
 
