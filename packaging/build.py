@@ -231,6 +231,15 @@ BOOKWORM_NEWS_SWAPS = [
   and python3-pysyncobj. An installed python3-consul stays: autoremove
   keeps a package that satisfies an alternative of a dependency.
 ''', ''),
+    # what changes from bookworm's build to trixie's: on bookworm's own build, nothing (it is that build)
+    ('''
+  Coming from the Debian 12 build (~deb12u1): the units are now
+  Type=notify-reload (systemd sends SIGHUP and waits for Patroni's
+  READY=1; no ExecReload=), and /usr/bin/patroni_systemd_reload is gone:
+  drop-ins or scripts that call it must stop doing so. A Patroni started
+  by that build answers the new reload (it sends RELOADING=1 ... READY=1
+  on SIGHUP), no restart needed.
+''', ''),
 ]
 # README.Debian: (the trixie build's words, bookworm's)
 BOOKWORM_README_SWAPS = [

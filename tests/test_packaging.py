@@ -369,6 +369,73 @@ def test_no_single_dcs_client_is_required(project):
                           'python3-kubernetes | python3-pysyncobj'], groups
 
 
+def news_entries(news):
+    """The entries of a debian/NEWS, newest first: (version, text with its lines joined by single spaces)."""
+    return [(m.group(1), ' '.join(m.group(2).split()))
+            for m in re.finditer(r'^patroni \(([^)]+)\) [^\n]*\n(.*?)^ -- ', news, re.M | re.S)]
+
+
+def source_files(project, suite):
+    """The version and the debian/ files of *suite*'s source package (packaging/build.py source SUITE)."""
+    result = build(project, 'source', None, suite)
+    assert result.returncode == 0, result.stderr
+    version = os.path.basename(result.stdout.strip())[len('patroni_'):-len('.dsc')]
+    out = os.path.dirname(os.path.join(project[0], result.stdout.strip()))
+    return version, debian_files(out, version)
+
+
+# what NEWS says to a node that comes from the Debian 12 build (operator review s8, S4)
+FROM_DEB12 = ('Coming from the Debian 12 build (~deb12u1): the units are now Type=notify-reload (systemd sends '
+              "SIGHUP and waits for Patroni's READY=1; no ExecReload=), and /usr/bin/patroni_systemd_reload is gone: "
+              'drop-ins or scripts that call it must stop doing so. A Patroni started by that build answers the new '
+              'reload (it sends RELOADING=1 ... READY=1 on SIGHUP), no restart needed.')
+
+
+def test_news_tells_a_deb12_node_its_units_change(project):
+    """On an upgrade from the bookworm build (~deb12u1) to the trixie build, apt-listchanges shows the NEWS entries
+    above the installed version: one of those says that the units become Type=notify-reload and that
+    /usr/bin/patroni_systemd_reload is gone. The control: the entry that said so until now (sdnotify5's "The units
+    are now Type=notify-reload") sorts below the bookworm build, so that node never sees it. bookworm's own build
+    does not say it (packaging/build.py BOOKWORM_NEWS_SWAPS)."""
+    bookworm, bookworm_files = source_files(project, 'bookworm')
+    trixie, trixie_files = source_files(project, 'trixie')
+    entries = news_entries(trixie_files['debian/NEWS'])
+    assert entries[0][0] == trixie, entries[0][0]
+
+    def above_bookworm(version):
+        return subprocess.run(['dpkg', '--compare-versions', version, 'gt', bookworm], timeout=10).returncode == 0
+
+    saying = [version for version, text in entries if FROM_DEB12 in text]
+    assert saying == [trixie] and above_bookworm(trixie), (saying, bookworm)
+    former = [version for version, text in entries if 'The units are now Type=notify-reload' in text]
+    assert len(former) == 1 and not above_bookworm(former[0]), (former, bookworm)
+    assert long_lines(trixie_files['debian/NEWS']) == []
+    bookworm_news = ' '.join(bookworm_files['debian/NEWS'].split())
+    assert 'Coming from the Debian 12 build' not in bookworm_news and 'patroni_systemd_reload is gone' not in \
+        bookworm_news, bookworm_news
+
+
+# what NEWS and README.Debian say of hosts without systemd (operator review s8, S5, option a)
+NEEDS_SYSTEMD = ('This package needs systemd as init: on a host without it (sysvinit, `service` in a container) '
+                 "nothing starts Patroni, as Debian's /etc/init.d/patroni is removed, and `apt remove patroni` stops "
+                 'nothing.')
+
+
+def test_texts_say_the_package_needs_systemd(project):
+    """NEWS (the entry of this version, which an upgrade from the previous one shows) and README.Debian of both
+    builds say that without systemd as init nothing starts Patroni and `apt remove` stops nothing; what the package
+    does behind it: it removes /etc/init.d/patroni (rm_conffile), and its prerm stops Patroni only where systemd
+    runs (/run/systemd/system)."""
+    for suite in ('trixie', 'bookworm'):
+        version, files = source_files(project, suite)
+        entries = dict(news_entries(files['debian/NEWS']))
+        assert NEEDS_SYSTEMD in entries[version.replace(packaging_build.BOOKWORM_SUFFIX, '')], (suite, entries)
+        assert NEEDS_SYSTEMD in ' '.join(files['debian/README.Debian'].split()), suite
+        assert files['debian/patroni.maintscript'].splitlines()[-1].startswith('rm_conffile /etc/init.d/patroni ')
+        stop = re.search(r'^if (.*); then\n\tunits=', files['debian/patroni.prerm'], re.M)
+        assert stop and '[ -d /run/systemd/system ]' in stop.group(1), files['debian/patroni.prerm']
+
+
 def test_series_that_no_longer_applies_names_patch_and_file(project):
     """One line naming the patch and the file, no source package left. The control: the same copy, unbroken,
     builds (test_source_package_is_the_sdist_and_the_series)."""
@@ -438,6 +505,56 @@ def test_rpm_requires_files_and_scriptlets(rpm_built):
     # scriptlets there are (the positive control), and none restarts Patroni
     assert 'postuninstall scriptlet' in scripts and 'daemon-reload' in scripts, scripts
     assert 'restart' not in scripts, scripts
+
+
+# the spec's exclusion from RPM's Python dependency generator (operator review s8, S6)
+REQUIRES_EXCLUDE = '%global __requires_exclude ^python%{python3_version}dist\\\\(py-consul\\\\)\n'
+
+
+def generated_requires(project, spec):
+    """The Requires of the RPM built from *spec* (a file in the copy's build/rpm, which packaging/build.py rpm
+    filled) with RPM's Python dependency generator run by this interpreter: Debian's rpm ships the generator
+    (pythondistdeps.py), but its python3 lacks the ``packaging`` module it needs, so it adds nothing there."""
+    out = os.path.join(project[0], 'build', 'rpm')
+    result = subprocess.run(['rpmbuild', '-bb', '--define', '_topdir ' + out, '--define',
+                             '__pythondist_requires {0} /usr/lib/rpm/pythondistdeps.py --requires'.format(
+                                 sys.executable), '--nodeps', spec],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=240)
+    assert result.returncode == 0, result.stdout[-3000:]
+    built = [os.path.join(d, n) for d, _, names in os.walk(os.path.join(out, 'RPMS')) for n in names]
+    assert len(built) == 1, built
+    requires = rpm_query(built[0], '--requires').split('\n')
+    os.unlink(built[0])
+    return requires
+
+
+def test_rpm_python_generator_adds_no_consul_requires(project, rpm_built):
+    """RPM's Python dependency generator (on by default on Fedora and RHEL 9) would add a hard
+    python3.Xdist(py-consul) Requires from upstream's base requirements: the spec excludes it
+    (__requires_exclude), which rpmspec parses into the regular expression rpm matches. With the generator run on
+    the built tree (a python with ``packaging``), the RPM has its python3.Xdist() Requires (the positive control:
+    the generator ran) but none on py-consul; the control: the same spec without the exclusion has it."""
+    with open(os.path.join(ROOT, 'packaging', 'patroni.spec')) as f:
+        assert REQUIRES_EXCLUDE in f.read()
+    spec = os.path.join(project[0], 'build', 'rpm', 'patroni.spec')
+    with open(spec) as f:
+        text = f.read()
+    python = '{0}.{1}'.format(*sys.version_info[:2])
+    # rpmspec -P expands a probe in %description: the macro as rpm's generator code reads it
+    probe = os.path.join(project[0], 'build', 'rpm', 'probe.spec')
+    with open(probe, 'w') as f:
+        f.write(text.replace('\n%description\n', '\n%description\nPROBE[%{__requires_exclude}]\n'))
+    parsed = subprocess.run(['rpmspec', '-P', '--define', 'python3_version ' + python, probe],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+    assert parsed.returncode == 0, parsed.stderr
+    assert 'PROBE[^python{0}dist\\(py-consul\\)]'.format(python) in parsed.stdout.splitlines(), parsed.stdout
+    requires = generated_requires(project, spec)
+    dist = 'python{0}dist('.format(python)
+    assert dist + 'click) >= 5' in requires and not any(dist + 'py-consul)' in r for r in requires), requires
+    without = os.path.join(project[0], 'build', 'rpm', 'without.spec')
+    with open(without, 'w') as f:
+        f.write(text.replace(REQUIRES_EXCLUDE, ''))
+    assert dist + 'py-consul) >= 1.1.1' in generated_requires(project, without)
 
 
 def scriptlet(scripts, which):
