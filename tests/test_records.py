@@ -62,7 +62,9 @@ def test_a_changed_patch_makes_every_record_stale(tmp_path):
 def test_a_changed_upstream_only_patch_makes_upstream_records_stale(tmp_path):
     root = project(tmp_path)
     folder = os.path.join(root, 'patches', 'upstream-only')
-    with open(os.path.join(folder, sorted(os.listdir(folder))[0]), 'a') as f:
+    patches = sorted(os.listdir(folder))
+    assert patches, 'patches/upstream-only is empty: nothing to change'
+    with open(os.path.join(folder, patches[0]), 'a') as f:
         f.write('\n')
     code, out = records(root)
     # the benchmark ran the series only: still of today's
