@@ -15,9 +15,11 @@ SERIES_STAMP = $(PYTHON) patchqueue.py series-stamp
 UPSTREAM_STAMP = $(SERIES_STAMP) --upstream-only
 # where `make upstream-suite` and `make pr-map` write their record: docs/results/<name>.txt with the machine's
 # /usr/bin/python3 (PY unset), docs/results/<name>-py<version>.txt with PY= (a pyenv interpreter, or
-# tests/root_python.sh: the Python of a Debian root, forky's 3.14); RECORD=<file name> names another file there
+# tests/root_python.sh: the Python of a Debian root, forky's 3.14); RECORD=<file name> names another file there,
+# beginning with <name>- (patchqueue.py tells a record of upstream's suites from a benchmark's by that name)
 PY_VERSION = $(if $(PY),$(shell $(PY) -c 'import platform; print(platform.python_version())'))
-record = docs/results/$(or $(RECORD),$(1)$(if $(PY_VERSION),-py$(PY_VERSION)).txt)
+record = docs/results/$(if $(RECORD),$(if $(filter $(1)-%.txt,$(RECORD)),$(RECORD),$(error RECORD=$(RECORD): \
+  name it $(1)-<what>.txt (patchqueue.py tells the records apart by their names))),$(1)$(if $(PY_VERSION),-py$(PY_VERSION)).txt)
 PIP = timeout $(STEP_TIMEOUT) $(VENV)/bin/pip install --quiet --disable-pip-version-check
 
 .PHONY: install records test deps demo results upstream-suite acceptance pr-map deb deb-source rpm test-deb test-py314
