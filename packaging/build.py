@@ -191,7 +191,9 @@ BOOKWORM_NEWS = """patroni ({version}) bookworm; urgency=medium
   Debian's unit before the upgrade: it reloads, unwaited, until it is
   restarted). The entries below say so where they concern the units.
   The version, {version}, sorts below the build for
-  Debian 13 and later: an upgrade to Debian 13 takes that one.
+  Debian 13 and later: an upgrade to Debian 13 takes that one. Before
+  going to Debian 13, read that build's NEWS: patroni_systemd_reload goes,
+  and `systemctl reload` no longer fails on a file it could not apply.
 
  -- patroni-sdnotify <dev@patroni-sdnotify.invalid>  {date}
 
@@ -234,12 +236,30 @@ BOOKWORM_NEWS_SWAPS = [
     # what changes from bookworm's build to trixie's: on bookworm's own build, nothing (it is that build)
     ('''
   Coming from the Debian 12 build (~deb12u1): the units are now
-  Type=notify-reload (systemd sends SIGHUP and waits for Patroni's
-  READY=1; no ExecReload=), and /usr/bin/patroni_systemd_reload is gone:
-  drop-ins or scripts that call it must stop doing so. A Patroni started
-  by that build answers the new reload (it sends RELOADING=1 ... READY=1
-  on SIGHUP), no restart needed.
+  Type=notify-reload (systemd sends the SIGHUP and waits for Patroni; no
+  ExecReload=); /usr/bin/patroni_systemd_reload is gone. Remove drop-in
+  ExecReload= lines naming it (`systemctl cat patroni@<instance>` must
+  show none: systemd would still run them and fail the reload); scripts
+  run `systemctl reload --job-mode=fail patroni@<instance>`. It returns
+  0 also when the file could not be applied (patroni_systemd_reload
+  exited 1): check `systemctl status`, or use `patronictl reload --wait`,
+  which exits 1. A Patroni started by the Debian 12 build answers the
+  new reload; one still running from Debian's 3.0.2 does not (the reload
+  waits 5 minutes and fails). Both keep Debian 12's Python 3.11 until
+  restarted: finish the dist-upgrade by restarting or rebooting each
+  node, paused (README.Debian), before `apt autoremove`.
 ''', ''),
+    # sdnotify5's word on a failed reload: under bookworm's units, patroni_systemd_reload makes it fail
+    ('''  `systemctl reload` returns 0 also when the file could not be applied
+  (Patroni keeps its previous configuration): `systemctl status` then
+  says "reload failed: <file>, line <n>, column <n>: <problem>";
+  `patronictl reload --wait` exits 1. Scripts should reload with
+''', '''  `systemctl reload` exits 1 when the file could not be applied
+  (patroni_systemd_reload; Patroni keeps its previous configuration):
+  `systemctl status` then says "reload failed: <file>, line <n>, column
+  <n>: <problem>"; `patronictl reload --wait` exits 1 too. Scripts should
+  reload with
+'''),
 ]
 # README.Debian: (the trixie build's words, bookworm's)
 BOOKWORM_README_SWAPS = [

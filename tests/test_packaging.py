@@ -386,9 +386,8 @@ def source_files(project, suite):
 
 # what NEWS says to a node that comes from the Debian 12 build (operator review s8, S4)
 FROM_DEB12 = ('Coming from the Debian 12 build (~deb12u1): the units are now Type=notify-reload (systemd sends '
-              "SIGHUP and waits for Patroni's READY=1; no ExecReload=), and /usr/bin/patroni_systemd_reload is gone: "
-              'drop-ins or scripts that call it must stop doing so. A Patroni started by that build answers the new '
-              'reload (it sends RELOADING=1 ... READY=1 on SIGHUP), no restart needed.')
+              'the SIGHUP and waits for Patroni; no ExecReload=); /usr/bin/patroni_systemd_reload is gone. Remove '
+              'drop-in ExecReload= lines naming it')
 
 
 def test_news_tells_a_deb12_node_its_units_change(project):
@@ -413,12 +412,19 @@ def test_news_tells_a_deb12_node_its_units_change(project):
     bookworm_news = ' '.join(bookworm_files['debian/NEWS'].split())
     assert 'Coming from the Debian 12 build' not in bookworm_news and 'patroni_systemd_reload is gone' not in \
         bookworm_news, bookworm_news
+    # bookworm's NEWS says what its own units do with a file that cannot be applied (exit 1), never trixie's words
+    # for it, and its top entry sends the reader to the Debian 13 build's NEWS before the upgrade (operator s9)
+    assert 'returns 0 also when the file could not be applied' not in bookworm_news, bookworm_news
+    assert '`systemctl reload` exits 1 when the file could not be applied (patroni_systemd_reload;' in bookworm_news
+    assert "Before going to Debian 13, read that build's NEWS" in news_entries(bookworm_files['debian/NEWS'])[0][1]
+    assert long_lines(bookworm_files['debian/NEWS']) == []
 
 
 # what NEWS and README.Debian say of hosts without systemd (operator review s8, S5, option a)
-NEEDS_SYSTEMD = ('This package needs systemd as init: on a host without it (sysvinit, `service` in a container) '
-                 "nothing starts Patroni, as Debian's /etc/init.d/patroni is removed, and `apt remove patroni` stops "
-                 'nothing.')
+NEEDS_SYSTEMD = ('This package needs systemd as init. Do not install it where Patroni is started by '
+                 '/etc/init.d/patroni (sysvinit, `service patroni start` in a container): that script is removed, so '
+                 'a running Patroni keeps running but nothing starts it after the next boot, and `apt remove patroni` '
+                 'does not stop it.')
 
 
 def test_texts_say_the_package_needs_systemd(project):
