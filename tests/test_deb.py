@@ -243,8 +243,10 @@ def start_reload(tier):
         started, reloading = pid1('Started ', lines), pid1('Reloading ', lines)
         if started is not None and reloading is not None:
             facts['started to reloading ms'] = round((reloading - started) / 1000.0, 1)
-        if facts['reload rc'] != 0 or reloading is None:
+        if facts['reload rc'] != 0:
             return 'not-delivered'
+        if reloading is None:  # journald may not have it yet: decided when the wait ends
+            return None
         now = tier.show(unit, 'ActiveState', 'MainPID', 'ExecMainCode', 'ExecMainStatus', 'NRestarts')
         if (now['ExecMainCode'], now['ExecMainStatus']) == ('2', '1') and now['ActiveState'] != 'active':
             return 'killed'  # CLD_KILLED by SIGHUP
@@ -254,9 +256,10 @@ def start_reload(tier):
             return 'applied'
         return 'lost' if sighup_lost(tier, now['MainPID']) else None
     try:
-        outcome = wait_for(settled, 60, 'the trial settled')
+        outcome = wait_for(settled, 60, 'the trial settled', interval=0.2)
     except AssertionError:
-        outcome = 'other'
+        reloaded = any(by_pid1 and m.startswith('Reloading ') for _, by_pid1, m in start_journal(tier, unit, since))
+        outcome = 'other' if reloaded else 'not-delivered'
     if outcome in ('not-delivered', 'other'):  # what PID 1 and the reload's kill said
         facts['journal'] = [m for _, _, m in start_journal(tier, unit, since)][-8:]
     return outcome, facts

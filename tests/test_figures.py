@@ -14,7 +14,8 @@ from typing import Iterator, List, Tuple
 from realparts import ROOT
 
 sys.path.insert(0, os.path.join(ROOT, 'bench'))
-import results as results_py  # noqa: E402 (bench/ is no package)
+import acceptance_report  # noqa: E402 (bench/ is no package)
+import results as results_py  # noqa: E402
 
 # a decimal, the unit after it (with or without a space), or the first of a range whose second end has the unit;
 # captured `systemctl status` output (`CPU: 2.153s`) is no claim
@@ -151,7 +152,65 @@ def test_the_acceptance_table_is_the_record():
         record = acceptance_rows(f.read())
     assert record, 'docs/results/acceptance.txt holds no feature run'
     assert sorted(acceptance_rows(page)) == sorted(record)
+    # and word for word the table bench/acceptance_report.py --table makes of the record, in one piece
+    with open(os.path.join(ROOT, 'docs', 'results', 'acceptance.txt')) as f:
+        table = '\n'.join(acceptance_report.table(f.read()))
+    assert '\n' + table + '\n\n' in page, 'docs/upstreaming.md: paste bench/acceptance_report.py --table'
     # the positive control: a row whose wall time is not the record's is told apart
     row = '| {0} | {1} | {2} | {3} |'.format(*record[0][1:5])
     assert row in page, row
     assert sorted(acceptance_rows(page.replace(row, row.replace(record[0][3], '0.5')))) != sorted(record)
+
+
+def table_rows(text: str) -> List[List[str]]:
+    """The cells of every Markdown table row of *text* but the separators."""
+    return [[cell.strip() for cell in line.strip()[1:-1].split('|')] for line in text.splitlines()
+            if line.startswith('| ') and line.rstrip().endswith('|') and not line.startswith('| ---')]
+
+
+def pr_map_records() -> dict:
+    """{Python version ('' for the machine's, pr_map.txt): {PR: its row's cells}} of docs/results/pr_map*.txt."""
+    found = {}
+    for path in glob.glob(os.path.join(ROOT, 'docs', 'results', 'pr_map*.txt')):
+        version = re.sub(r'^pr_map(?:-py)?|\.txt$', '', os.path.basename(path))
+        with open(path) as f:
+            found[version] = {row[0]: row for row in table_rows(f.read()) if len(row) == 8}
+    return found
+
+
+def pr_table_errors(page: str) -> List[str]:
+    """The rows of upstreaming.md's PR-map tables in *page* that are not their records': the map (PR, patches,
+    concern, commits, flake8, isort, pytest, pyright) word for word pr_map.txt's row; the table by Python version,
+    each cell ``pytest / flake8 / isort`` (``/ pyright ...`` where it ran) of that version's record."""
+    records, errors, versions = pr_map_records(), [], None
+    for row in table_rows(page):
+        if row[0] == 'PR':
+            versions = [cell[len('Python '):] for cell in row[1:]] if row[1].startswith('Python ') else None
+            continue
+        if len(row) == 8 and row[0] in records['']:
+            if row != records[''][row[0]]:
+                errors.append('{0}: not pr_map.txt\'s row'.format(row[0]))
+        elif versions and len(row) == len(versions) + 1:
+            for version, cell in zip(versions, row[1:]):
+                record = records.get(version, {}).get(row[0])
+                if record is None:
+                    errors.append('{0}, Python {1}: no record'.format(row[0], version))
+                    continue
+                made = ' / '.join(record[6:7] + record[4:6])
+                if not record[7].startswith('not run'):
+                    made += ' / pyright ' + record[7]
+                if cell != made:
+                    errors.append('{0}, Python {1}: {2!r}, the record says {3!r}'.format(row[0], version, cell, made))
+    return errors
+
+
+def test_the_pr_tables_are_the_records():
+    with open(os.path.join(ROOT, 'docs', 'upstreaming.md')) as f:
+        page = f.read()
+    assert pr_table_errors(page) == []
+    # the positive controls: two rows' counts swapped, one of the Python table's cells changed
+    swapped = page.replace('| 744 passed', '| 7XX passed').replace('| 753 passed', '| 744 passed')
+    swapped = swapped.replace('| 7XX passed', '| 753 passed')
+    assert any(e.startswith('4 prompt-reload') for e in pr_table_errors(swapped))
+    changed = page.replace('| 707 passed, 1 warning /', '| 707 passed /')
+    assert any(e.startswith('1 reload-while-initdb, Python 3.6.15') for e in pr_table_errors(changed))

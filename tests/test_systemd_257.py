@@ -119,6 +119,49 @@ def reloads(tier, sandbox):
               .format(blocked[len(blocked) // 2], blocked[-1], len(blocked), sandbox, tier.systemd_name))
 
 
+def test_a_running_notify_patroni_answers_notify_reload_once_its_unit_changes(tier):
+    """What NEWS promises a node that goes from the Debian 12 build to the trixie build: a Patroni started under the
+    bookworm build's kind of unit (Type=notify, ExecReload=patroni_systemd_reload: the shipped unit without the
+    notify-reload drop-in) answers `systemctl reload` once a daemon-reload, as the package's postinst runs, has made
+    its unit the trixie build's (Type=notify-reload, no ExecReload=): the same process, each reload returning 0 with
+    the new file in effect, no restart."""
+    dropins = os.path.join(tier.units, 'patroni.service.d')
+    notify_reload, strict = os.path.join(dropins, 'notify-reload.conf'), os.path.join(dropins, 'strict.conf')
+
+    def unit_of_the_trixie_build():
+        with open(notify_reload, 'w') as f:
+            f.write(shipped('notify-reload.conf'))
+        with open(strict, 'w') as f:
+            f.write(STRICT)
+        assert tier.systemctl('daemon-reload').returncode == 0
+
+    os.unlink(notify_reload)
+    os.unlink(strict)
+    try:
+        assert tier.systemctl('daemon-reload').returncode == 0
+        with running(tier, {'reload': 'start'}) as node:
+            before = tier.show('patroni.service', 'Type', 'ExecReload', 'MainPID')
+            assert before['Type'] == 'notify' and 'patroni_systemd_reload' in before['ExecReload'], before
+            node.write(tags={'reload': 'bookworm-unit'})
+            reload = tier.systemctl('reload', 'patroni.service', timeout=RELOAD_BOUND)
+            assert reload.returncode == 0, reload.stderr + node.tail()
+            assert patroni_status(tier).get('tags') == {'reload': 'bookworm-unit'}, node.tail()
+            unit_of_the_trixie_build()  # the upgrade, while Patroni runs
+            after = tier.show('patroni.service', 'Type', 'ExecReload', 'MainPID')
+            assert after['Type'] == 'notify-reload' and not after.get('ExecReload') and \
+                after['MainPID'] == before['MainPID'], after
+            for i in range(3):
+                node.write(tags={'reload': str(i)})
+                reload = tier.systemctl('reload', 'patroni.service', timeout=RELOAD_BOUND)
+                assert reload.returncode == 0, reload.stderr + node.tail()
+                assert patroni_status(tier).get('tags') == {'reload': str(i)}, (i, node.tail())
+            end = tier.show('patroni.service', 'ActiveState', 'SubState', 'MainPID', 'NRestarts')
+            assert end == {'ActiveState': 'active', 'SubState': 'running', 'MainPID': before['MainPID'],
+                           'NRestarts': '0'}, end
+    finally:
+        unit_of_the_trixie_build()
+
+
 def test_reload_is_prompt_and_upstream_is_not(tier):
     """loop_wait 6 (:data:`PROMPT_LOOP_WAIT`), each reload sent right after an HA cycle has logged its result, so that
     the nap has just begun: the patched Patroni's `systemctl reload` returns well under loop_wait, upstream's
@@ -130,8 +173,8 @@ def test_reload_is_prompt_and_upstream_is_not(tier):
     blocked = {unit: [] for unit in units}
 
     def nap_begun(unit, node, returned):
-        """Wait for an HA cycle's result line logged a second or more after *returned* (monotonic), or any if
-        None."""
+        """Wait until an HA cycle's result line is seen a second or more after *returned* (monotonic), or any if
+        None (seen late is still safe: the waker's second counts from its run, before the reload returned)."""
         while True:
             offset = os.path.getsize(node.log)
             wait_for(lambda: CYCLE in read_from(node.log, offset), 30, unit + ': an HA cycle ending\n' + node.tail())
