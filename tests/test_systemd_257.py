@@ -166,8 +166,8 @@ def test_reload_is_prompt_and_upstream_is_not(tier):
     """loop_wait 6 (:data:`PROMPT_LOOP_WAIT`), each reload sent right after an HA cycle has logged its result, so that
     the nap has just begun: the patched Patroni's `systemctl reload` returns well under loop_wait, upstream's
     (python-systemd) only when its nap is over. The same unit, drop-ins and timing for both, side by side (each its
-    own node, ports and scope); only the Patroni differs. Each trial waits for a cycle that ended at least a second
-    after the unit's previous reload returned: the cycle a reload itself wakes comes at once, and a reload within
+    own node, ports and scope); only the Patroni differs. Each patched trial waits for a cycle that ended at least a
+    second after its previous reload returned: the cycle a reload itself wakes comes at once, and a reload within
     the second after a wake-up waits for the waker's next run (0006's WAKEUP_INTERVAL), which is not the nap case."""
     units = {'patroni-prompt.service': tier.prompt, 'patroni-upstream.service': tier.upstream}
     blocked = {unit: [] for unit in units}
@@ -186,7 +186,8 @@ def test_reload_is_prompt_and_upstream_is_not(tier):
                  unit + ' running\n' + node.tail())
         returned = None
         for i in range(3):
-            nap_begun(unit, node, returned)
+            # upstream has no waker: the cycle after its reload (which ends its nap) begins the next nap
+            nap_begun(unit, node, returned if unit == 'patroni-prompt.service' else None)
             node.write(tags={'reload': str(i)})
             started = time.monotonic()
             reload = tier.systemctl('reload', unit, timeout=RELOAD_BOUND)
