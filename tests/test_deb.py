@@ -207,7 +207,8 @@ RELOADED = 'No local configuration items changed.'  # what Patroni (3.0.2 to 4.1
 def start_journal(tier, unit, since):
     """*unit*'s journal since monotonic µs *since*: (µs, whether PID 1 wrote it, message), PID 1's lines about the
     unit ("Started ...", "Reloading ...") and the unit's own processes' lines, in order."""
-    out = sh(tier, 'journalctl --no-pager -o json _SYSTEMD_UNIT={0} + _PID=1 UNIT={0}'.format(unit))
+    # the newest entries only (a trial's start and reload log far fewer): the unit's journal grows trial by trial
+    out = sh(tier, 'journalctl --no-pager -n 400 -o json _SYSTEMD_UNIT={0} + _PID=1 UNIT={0}'.format(unit))
     found = [json.loads(line) for line in out.splitlines() if line.strip()]
     return [(int(e['__MONOTONIC_TIMESTAMP']), e.get('_PID') == '1', e['MESSAGE']) for e in found
             if int(e['__MONOTONIC_TIMESTAMP']) >= since and isinstance(e.get('MESSAGE'), str)]
