@@ -183,9 +183,12 @@ def log_findings(work: str, dcs: str, side: str, feature: str) -> Tuple[int, int
     :param side: ``master`` or ``series``.
     :param feature: the feature.
     :returns: how many such lines, how many tracebacks, and the lines as ``LEVEL function: message`` with numbers
-        written as ``N`` (so that the two sides compare: the series moves line numbers, PIDs and times differ).
+        written as ``N`` and the side's own tree (``<work>/master/``, ``<work>/series/``, in the paths of data
+        directories and configuration files) as ``<tree>/`` (so that the two sides compare: the series moves line
+        numbers, PIDs and times differ, each side runs in its own tree).
     """
     errors, tracebacks, lines = 0, 0, []
+    tree = os.path.join(os.path.abspath(work), side) + os.sep
     pattern = os.path.join(work, 'results', dcs, side, feature + '.output', '*', 'patroni_*.log')
     for path in sorted(glob.glob(pattern)):
         if '_failed' in os.path.basename(os.path.dirname(path)):
@@ -197,7 +200,8 @@ def log_findings(work: str, dcs: str, side: str, feature: str) -> Tuple[int, int
                 match = LOG_LINE.match(line)
                 if match:
                     errors += 1
-                    lines.append(re.sub(r'\d+', 'N', '{0} {1}: {2}'.format(*match.groups()))[:160])
+                    line = '{0} {1}: {2}'.format(*match.groups()).replace(tree, '<tree>/')
+                    lines.append(re.sub(r'\d+', 'N', line)[:160])
     return errors, tracebacks, lines
 
 

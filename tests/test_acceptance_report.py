@@ -110,3 +110,25 @@ def test_a_run_killed_by_its_timeout_differs_from_a_result_and_a_dcs_not_run_say
     assert 'timed out' in text
     assert 'differs: patroni_api: (the whole feature: no result on master+series)' in text
     assert 'dcs zookeeper: not run: no ZooKeeper (apt-get install zookeeper)' in text
+
+
+def test_the_same_error_in_each_sides_own_tree_is_no_difference(work: str) -> None:
+    """An ERROR line that names a path of the side's own work tree (a data directory, a configuration file) is the
+    same line on both sides; the control: a message that truly differs is listed."""
+    for feature in ('recovery', 'patroni_api'):
+        for side in ('master', 'series'):
+            write_run(work, 'etcd3', side, feature, ['passed'])
+    line = ("2026-12-07 05:40:00,100 ERROR [{0}/patroni/postgresql/__init__.py:{1} - get_guc_value]: Failed to execute "
+            "['postgres', '-D', '{0}/data/postgres-0', '-C', 'archive_mode']\n")
+    for side, extra in (('master', ''), ('series', 'ERROR [x.py:1 - reload_config]: Failed to reload\n')):
+        tree = os.path.join(os.path.abspath(work), side)
+        for feature in ('recovery', 'patroni_api'):
+            logs = os.path.join(work, 'results', 'etcd3', side, feature + '.output', feature)
+            os.makedirs(logs)
+            with open(os.path.join(logs, 'patroni_postgres-0.log'), 'w') as f:
+                f.write(line.format(tree, 1077 if side == 'master' else 1097)
+                        + ('2026-12-07 05:40:01,200 ' + extra if feature == 'patroni_api' else ''))
+    lines = report.record(work)
+    assert '  patroni logs, ERROR/CRITICAL lines and tracebacks: master 2/0, master+series 3/0' in lines
+    assert [line for line in lines if line.startswith('  only on master+series')] == [
+        '  only on master+series: patroni_api: ERROR reload_config: Failed to reload']
