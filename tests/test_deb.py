@@ -551,6 +551,9 @@ def test_start_reload_back_to_back_survives(tier, ours):
     print('{0}: patroni sdnotify, Type={1}: start+reload back to back: {2}; started to reloading (ms): {3}'.format(
         tier.suite, 'notify-reload' if tier.notify_reload else 'notify', [o for o, _ in outcomes],
         [f.get('started to reloading ms') for _, f in outcomes]))
+    for outcome, facts in outcomes:  # what PID 1, the reload's command and Patroni said of a trial not applied
+        if outcome != 'applied':
+            print('  {0}: {1}'.format(outcome, {k: v for k, v in facts.items() if k != 'state'}))
     assert [o for o, _ in outcomes] == ['applied'] * TRIALS, [f for _, f in outcomes]
 
 

@@ -91,7 +91,8 @@ def wal_backlog(n, segments):
 
 
 def test_sequence_ready_after_first_cycle_and_children_never_see_the_socket(node, listener, workdir, etcd):
-    dump = '#!/bin/sh\nenv > {0}/$(basename $0)-$1.env\n'.format(workdir.path)
+    # written whole, then renamed: a reader that sees the file sees all of it (`env > file` creates it empty first)
+    dump = '#!/bin/sh\nf={0}/$(basename $0)-$1.env\nenv > "$f.tmp" && mv "$f.tmp" "$f"\n'.format(workdir.path)
     callback = workdir.file('callback', dump, 0o755)
     bootstrap = workdir.file('bootstrap', dump.replace('-$1', '') + 'for a; do case "$a" in --datadir=*) '
                              'd="${a#--datadir=}";; esac; done\nexec ' + PG_BIN + '/initdb -D "$d" '
