@@ -98,19 +98,23 @@ def test_reload_returns_once_applied(tier, sandbox):
         reloads(tier, sandbox)
 
 
+def reload_applied(tier, node, tag):
+    """Write *tag* into the node's file and `systemctl reload patroni.service`: it returns 0 with the tag in effect
+    (no waiting: systemctl returned, so the new file must already be applied). Returns how long it blocked."""
+    node.write(tags={'reload': tag})
+    started = time.monotonic()
+    reload = tier.systemctl('reload', 'patroni.service', timeout=RELOAD_BOUND)
+    blocked = time.monotonic() - started
+    assert reload.returncode == 0, reload.stderr + node.tail()
+    assert patroni_status(tier).get('tags') == {'reload': tag}, (tag, node.tail())
+    return blocked
+
+
 def reloads(tier, sandbox):
     with running(tier, {'reload': 'start'}) as node:
         assert tier.show('patroni.service', 'Type')['Type'] == 'notify-reload'
         main_pid = tier.show('patroni.service', 'MainPID')['MainPID']
-        blocked = []
-        for i in range(RELOADS):
-            node.write(tags={'reload': str(i)})
-            started = time.monotonic()
-            reload = tier.systemctl('reload', 'patroni.service', timeout=RELOAD_BOUND)
-            blocked.append(time.monotonic() - started)
-            assert reload.returncode == 0, reload.stderr + node.tail()
-            # no waiting here: systemctl returned, so the new file must already be in effect
-            assert patroni_status(tier).get('tags') == {'reload': str(i)}, (i, node.tail())
+        blocked = [reload_applied(tier, node, str(i)) for i in range(RELOADS)]
         state = tier.show('patroni.service', 'ActiveState', 'SubState', 'MainPID', 'NRestarts')
         assert state == {'ActiveState': 'active', 'SubState': 'running', 'MainPID': main_pid, 'NRestarts': '0'}
         blocked.sort()
@@ -142,19 +146,13 @@ def test_a_running_notify_patroni_answers_notify_reload_once_its_unit_changes(ti
         with running(tier, {'reload': 'start'}) as node:
             before = tier.show('patroni.service', 'Type', 'ExecReload', 'MainPID')
             assert before['Type'] == 'notify' and 'patroni_systemd_reload' in before['ExecReload'], before
-            node.write(tags={'reload': 'bookworm-unit'})
-            reload = tier.systemctl('reload', 'patroni.service', timeout=RELOAD_BOUND)
-            assert reload.returncode == 0, reload.stderr + node.tail()
-            assert patroni_status(tier).get('tags') == {'reload': 'bookworm-unit'}, node.tail()
+            reload_applied(tier, node, 'bookworm-unit')
             unit_of_the_trixie_build()  # the upgrade, while Patroni runs
             after = tier.show('patroni.service', 'Type', 'ExecReload', 'MainPID')
             assert after['Type'] == 'notify-reload' and not after.get('ExecReload') and \
                 after['MainPID'] == before['MainPID'], after
             for i in range(3):
-                node.write(tags={'reload': str(i)})
-                reload = tier.systemctl('reload', 'patroni.service', timeout=RELOAD_BOUND)
-                assert reload.returncode == 0, reload.stderr + node.tail()
-                assert patroni_status(tier).get('tags') == {'reload': str(i)}, (i, node.tail())
+                reload_applied(tier, node, str(i))
             end = tier.show('patroni.service', 'ActiveState', 'SubState', 'MainPID', 'NRestarts')
             assert end == {'ActiveState': 'active', 'SubState': 'running', 'MainPID': before['MainPID'],
                            'NRestarts': '0'}, end
@@ -247,10 +245,7 @@ def test_failed_reload_answers_and_keeps_the_old_configuration(tier):
         assert patroni_status(tier).get('tags') == {'reload': 'good'}
         assert 'reload failed' in tier.systemctl('status', 'patroni.service').stdout
 
-        node.write(tags={'reload': 'fixed'})
-        reload = tier.systemctl('reload', 'patroni.service', timeout=RELOAD_BOUND)
-        assert reload.returncode == 0, reload.stderr + node.tail()
-        assert patroni_status(tier).get('tags') == {'reload': 'fixed'}
+        reload_applied(tier, node, 'fixed')
         status = tier.show('patroni.service', 'StatusText')['StatusText']
         assert 'reload failed' not in status, status
 
