@@ -104,8 +104,8 @@ def test_a_reader_finds_each_configuration_file_whole_while_patroni_reloads(node
     print('10 reloads in {0:.1f} s, {1} looks at the files, replaced seen: {2}, seen in part: {3}'.format(
         time.monotonic() - started, watcher.looks, watcher.replaced, len(watcher.torn)))
     assert watcher.torn == [], watcher.torn[:10]
-    # the positive control of "never in part": the watcher was looking while the files were rewritten
-    assert min(watcher.replaced.values()) >= 5, watcher.replaced
+    # the positive control of "never in part": the watcher was looking while the files were rewritten, at each reload
+    assert min(watcher.replaced.values()) >= 10, watcher.replaced
     assert n.proc and n.proc.poll() is None
 
 
