@@ -74,7 +74,9 @@ def reload_and_know(name: str, node: Patroni, round_: int) -> float:
         assert post_reload(node, None)[0] == 202
         wait_for(lambda: node.status().get('tags') == {'round': str(round_)}, 30, 'round applied', interval=0.05)
     elapsed = time.monotonic() - start
-    assert node.status().get('tags') == {'round': str(round_)} and work_mem(node) == '{0}MB'.format(4 + round_)
+    tags, in_effect, wanted = node.status().get('tags'), work_mem(node), '{0}MB'.format(4 + round_)
+    assert tags == {'round': str(round_)} and in_effect == wanted, \
+        '{0}, round {1}: tags {2}, work_mem {3} after {4:.3f} s'.format(name, round_, tags, in_effect, elapsed)
     return elapsed
 
 
