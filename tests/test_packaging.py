@@ -296,8 +296,8 @@ def test_shipped_stop_bound_ends_before_a_reboot_is_forced():
             text = f.read()
         assert 'PATRONI_STOP_TIMEOUT_MAX=1500' in text and 'PATRONI_STOP_TIMEOUT_MAX=3600' not in text, path
     with open(os.path.join(ROOT, 'packaging', 'debian', 'NEWS')) as f:  # the entry of the version that made it 1500
-        entry = next(e for e in f.read().split('\n -- ') if 'patroni (4.1.5-2+sdnotify6) ' in e)
-    assert 'PATRONI_STOP_TIMEOUT_MAX=1500 (was 3600)' in ' '.join(entry.split()), entry
+        entry = dict(news_entries(f.read()))['4.1.5-2+sdnotify6']
+    assert 'PATRONI_STOP_TIMEOUT_MAX=1500 (was 3600)' in entry, entry
 
 
 def long_lines(text):
