@@ -303,10 +303,13 @@ def test_reload_barrier(tier, variant):
             assert kind == ('notify' if variant == 'former' else 'notify-reload'), kind
             outcomes = reload_trials(tier, 'patroni.service', tier.node, hold_patroni=variant == 'former')
         print('{2}, {0}: {1}'.format(variant, summary(outcomes), tier.systemd_name))
+        # every outcome whole (stderr included) and all the unit's journal (ExecReload='s lines), for a failure seen
+        # only under load
+        told = '\n'.join(map(repr, outcomes)) + '\n' + tier.node.output()
         if variant == 'former':
-            assert all(o['early'] for o in outcomes if o['slow']), outcomes
+            assert all(o['early'] for o in outcomes if o['slow']), told
         else:
-            assert barrier_held(outcomes), outcomes
+            assert barrier_held(outcomes), told
     finally:
         for name in moved:
             os.rename(os.path.join(tier.dir, name), os.path.join(dropins, name))

@@ -868,7 +868,7 @@ def test_reload_returns_once_applied_on_252(harness):
         main_pid = harness.show('patroni.service', 'MainPID')['MainPID']
         outcomes = reload_trials(harness, 'patroni.service', node, hold_patroni=True)
         print('systemd 252, shipped unit, `systemctl reload`: ' + summary(outcomes))
-        assert barrier_held(outcomes), outcomes
+        assert barrier_held(outcomes), '\n'.join(map(repr, outcomes)) + '\n' + node.output()
         state = harness.show('patroni.service', 'MainPID', 'NRestarts')
         assert state == {'MainPID': main_pid, 'NRestarts': '0'}, state
 
