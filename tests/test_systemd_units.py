@@ -37,8 +37,17 @@ TRIALS = int(os.environ.get('SDNOTIFY_TRIALS', '3'))  # a cell of the start+relo
 FRESH_TRIALS = int(os.environ.get('SDNOTIFY_FRESH_TRIALS', '5'))
 # reloads flipping work_mem, every other one with the postmaster held
 BARRIER_TRIALS = int(os.environ.get('SDNOTIFY_BARRIER_TRIALS', '6'))
-# how long the postmaster is held (SIGSTOP) in a slow reload: longer than Patroni waits for PostgreSQL to load the file
+# how long a slow reload holds (SIGSTOP) the postmaster and Patroni, where Patroni can be held (systemd 252's reload
+# runs a command; Type=notify-reload's SIGHUP comes with a SIGCONT): Patroni's wait for PostgreSQL starts after it
 HOLD = 1.5
+# how long a slow reload holds the postmaster alone: less than the second Patroni waits for PostgreSQL to load the
+# files after pg_ctl reload (0011), so that the reload can be over when systemctl returns. Longer, Patroni answers
+# that the load is not confirmed (POST /reload: scheduled), and with notify-reload.conf's two reloads (systemd's
+# SIGHUP, then patroni_systemd_reload's POST) `systemctl reload` failed or not as the one or the other covered the POST
+HOLD_POSTMASTER = 0.5
+# the postmaster held past Patroni's waits (a second each; notify-reload.conf's two reloads, a deferred wake-up) with
+# room to spare: a reload whose load Patroni cannot confirm
+LATE_HOLD = 5
 # the reload of the units before patroni-sdnotify's patroni_systemd_reload: the control of the barrier tests
 KILL_RELOAD = '[Service]\nExecReload=\nExecReload=/bin/kill -s HUP $MAINPID\n'
 # the one-node tests the sandbox must not break: the harness (252) without and with hardening.conf
@@ -782,13 +791,15 @@ def show_work_mem(systemd, check=True):
 
 def reload_trials(systemd, unit, node, trials=BARRIER_TRIALS, hold_patroni=False):
     """*trials* reloads of *unit*, each changing work_mem; every other one slow: the postmaster held (SIGSTOP) for
-    :data:`HOLD` seconds from just before ``systemctl reload``, so that PostgreSQL cannot load the file meanwhile;
-    with *hold_patroni*, Patroni too (a slow cycle: its answer to the reload comes after that; not under
-    Type=notify-reload, whose reload signal systemd follows with a SIGCONT).
+    :data:`HOLD_POSTMASTER` seconds from just before ``systemctl reload``, so that PostgreSQL cannot load the file
+    meanwhile; with *hold_patroni*, Patroni too, for :data:`HOLD` seconds (a slow cycle: its answer to the reload comes
+    after that; not under Type=notify-reload, whose reload signal systemd follows with a SIGCONT).
 
     :returns: one dict a trial: ``slow``, ``seconds`` (``systemctl reload``), ``code`` (its exit status), ``state``
-        (the unit's ActiveState when it returned), ``tags_applied`` (Patroni's GET /patroni then), ``shown``
-        (``SHOW work_mem`` on a new connection then) and ``wanted``.
+        (the unit's ActiveState when it returned), ``early`` (a slow trial whose ``systemctl reload`` returned before
+        what was held was resumed: PostgreSQL could not have loaded the file, nor Patroni answered), ``tags_applied``
+        (Patroni's GET /patroni then), ``shown`` (``SHOW work_mem`` on a new connection then: it waits for a held
+        postmaster, so only ``early`` tells a return before the load), ``wanted`` and ``stderr``.
     """
     outcomes = []
     data_dir = os.path.join(node.dir, 'data')
@@ -798,21 +809,21 @@ def reload_trials(systemd, unit, node, trials=BARRIER_TRIALS, hold_patroni=False
         wanted = '{0}MB'.format(5 + i % 2)
         node.write(tags={'trial': str(i)}, parameters={'work_mem': wanted})
         slow = i % 2 == 1
-        timer, early = None, False
+        timer, resuming = None, threading.Event()
         if slow:
             held = [systemd.postmaster_pid(data_dir)]
             if hold_patroni:
                 held.append(systemd.show(unit, 'MainPID')['MainPID'])
             assert systemd.run('kill', '-STOP', *held).returncode == 0
-            resumed = threading.Event()
-            timer = threading.Timer(HOLD, lambda: (systemd.run('kill', '-CONT', *held), resumed.set()))
+            # set before the SIGCONT is sent: a return before it came before any load or answer, for sure
+            timer = threading.Timer(HOLD if hold_patroni else HOLD_POSTMASTER,
+                                    lambda: (resuming.set(), systemd.run('kill', '-CONT', *held)))
             timer.start()
         try:
             started = time.monotonic()
             reload = systemd.systemctl('reload', unit, timeout=120)
             seconds = time.monotonic() - started
-            # Patroni still held when systemctl returned: it cannot have answered this reload
-            early = hold_patroni and slow and not resumed.is_set()
+            early = slow and not resuming.is_set()
             state = systemd.show(unit, 'ActiveState')['ActiveState']
             tags_applied = (systemd.http_json('http://127.0.0.1:8008/patroni') or {}).get('tags') == {'trial': str(i)}
         finally:
@@ -820,7 +831,7 @@ def reload_trials(systemd, unit, node, trials=BARRIER_TRIALS, hold_patroni=False
                 timer.join()
                 systemd.run('kill', '-CONT', *held)
         outcomes.append({'slow': slow, 'seconds': round(seconds, 3), 'code': reload.returncode, 'state': state,
-                         'early': slow and hold_patroni and early,
+                         'early': early,
                          'tags_applied': tags_applied, 'shown': show_work_mem(systemd), 'wanted': wanted,
                          'stderr': reload.stderr.strip()})
         # a reload that systemctl left behind (the control) ends before the next trial
@@ -828,6 +839,40 @@ def reload_trials(systemd, unit, node, trials=BARRIER_TRIALS, hold_patroni=False
         wait_for(lambda: (systemd.http_json('http://127.0.0.1:8008/patroni') or {}).get('tags') == {'trial': str(i)},
                  30, 'the reload applied')
     return outcomes
+
+
+def slower_than_the_wait(systemd, unit, node, hold=LATE_HOLD):
+    """One reload of *unit* (work_mem 7MB) with the postmaster alone held *hold* seconds, longer than Patroni waits
+    for PostgreSQL to load the files (a second after pg_ctl reload, twice with notify-reload.conf's two reloads): what
+    ``systemctl reload`` says of a load it cannot confirm. The value is in effect once the postmaster runs again.
+
+    :returns: ``code`` (``systemctl reload``'s exit status), ``seconds``, ``early`` (it returned before the
+        postmaster was resumed), ``state`` (the unit's ActiveState then) and ``said`` (what the unit wrote meanwhile).
+    """
+    systemd.wait_show(unit, lambda s: s['ActiveState'] == 'active', 30, 'the previous reload over', 'ActiveState')
+    before = len(node.output())
+    node.write(tags={'trial': 'late'}, parameters={'work_mem': '7MB'})
+    held = systemd.postmaster_pid(os.path.join(node.dir, 'data'))
+    assert systemd.run('kill', '-STOP', held).returncode == 0
+    resuming = threading.Event()
+    timer = threading.Timer(hold, lambda: (resuming.set(), systemd.run('kill', '-CONT', held)))
+    timer.start()
+    try:
+        started = time.monotonic()
+        reload = systemd.systemctl('reload', unit, timeout=120)
+        outcome = {'code': reload.returncode, 'seconds': round(time.monotonic() - started, 3),
+                   'early': not resuming.is_set(), 'state': systemd.show(unit, 'ActiveState')['ActiveState']}
+    finally:
+        timer.join()
+        systemd.run('kill', '-CONT', held)
+    wait_for(lambda: show_work_mem(systemd, check=False) == '7MB', 30, 'the late load in effect')
+    systemd.wait_show(unit, lambda s: s['ActiveState'] == 'active', 30, 'the late reload over', 'ActiveState')
+    outcome['said'] = node.output()[before:]
+    return outcome
+
+
+# what patroni_systemd_reload says of a reload whose load PostgreSQL did not confirm (POST /reload: scheduled)
+NOT_CONFIRMED = 'reload scheduled: PostgreSQL had not loaded its configuration files a second after pg_ctl reload'
 
 
 def barrier_held(outcomes):
@@ -838,7 +883,7 @@ def barrier_held(outcomes):
 
 def summary(outcomes):
     return 'slow: {0}; fast: {1}'.format(*(['{seconds:.2f} s {state}{tags}{held}'.format(
-        tags='' if o['tags_applied'] else ' (tags not yet applied)', held=' (Patroni still held)' if o['early'] else '',
+        tags='' if o['tags_applied'] else ' (tags not yet applied)', held=' (before the resume)' if o['early'] else '',
         **o) for o in outcomes if o['slow'] == slow]
         for slow in (True, False)))
 
@@ -862,13 +907,18 @@ def test_reload_returns_once_applied_on_252(harness):
     """systemd 252, the shipped unit (ExecReload= is patroni_systemd_reload): `systemctl reload` returns once the
     reload is over, fast or slow (the postmaster and Patroni held 1.5 s: PostgreSQL cannot load the file, Patroni
     answers late): the unit is active again, Patroni runs the new file and a new connection's SHOW gives the new
-    work_mem, every trial."""
+    work_mem, every trial. A load that Patroni cannot confirm (the postmaster alone held 5 s, past the second Patroni
+    waits for it) fails the reload before the load, the journal saying why; the unit stays active."""
     node = harness.patched
     with started(harness, 'patroni.service', node):
         main_pid = harness.show('patroni.service', 'MainPID')['MainPID']
         outcomes = reload_trials(harness, 'patroni.service', node, hold_patroni=True)
         print('systemd 252, shipped unit, `systemctl reload`: ' + summary(outcomes))
         assert barrier_held(outcomes), '\n'.join(map(repr, outcomes)) + '\n' + node.output()
+        # a load slower than Patroni's wait is not confirmed: systemctl reload fails, before the load, and says why
+        late = slower_than_the_wait(harness, 'patroni.service', node)
+        assert late['code'] == 1 and late['early'] and late['state'] == 'active' and NOT_CONFIRMED in late['said'], \
+            late
         state = harness.show('patroni.service', 'MainPID', 'NRestarts')
         assert state == {'MainPID': main_pid, 'NRestarts': '0'}, state
 
