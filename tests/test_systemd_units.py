@@ -11,6 +11,7 @@ data is in realparts.HARNESS_WORK, not under /tmp, which the drop-in's PrivateTm
 """
 
 import contextlib
+import datetime
 import json
 import os
 import re
@@ -264,6 +265,8 @@ class Node(object):
         for name, values in (sections or {}).items():
             config.setdefault(name, {}).update(values)
         config['bootstrap']['dcs'].update(self.dcs)
+        # PostgreSQL's log times in UTC, which the barrier trials compare with the time systemctl returned
+        config['postgresql']['parameters']['log_timezone'] = 'UTC'
         config['postgresql']['parameters'].update(parameters or {})
         config['postgresql'].update(postgresql)
         return write_config(self.workdir, os.path.join(self.dir, 'patroni.yml'), config)
@@ -789,6 +792,18 @@ def show_work_mem(systemd, check=True):
     return result.stdout.strip()
 
 
+def loaded_at(node, offset, work_mem):
+    """When the postmaster loaded a file with *work_mem* (its log line ``parameter "work_mem" changed to ...``), the
+    first such line in the node's output after *offset*, waited for; a POSIX timestamp (the line's milliseconds)."""
+    line = re.compile(r'^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+) UTC \[\d+\] LOG:  parameter "work_mem" changed to "'
+                      + re.escape(work_mem) + '"', re.M)
+    found = []
+    wait_for(lambda: found.extend(line.findall(node.output()[offset:])) or found, 30,
+             'PostgreSQL loading work_mem ' + work_mem + '\n' + node.tail())
+    when = datetime.datetime.strptime(found[0], '%Y-%m-%d %H:%M:%S.%f')
+    return when.replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
 def reload_trials(systemd, unit, node, trials=BARRIER_TRIALS, hold_patroni=False):
     """*trials* reloads of *unit*, each changing work_mem; every other one slow: the postmaster held (SIGSTOP) for
     :data:`HOLD_POSTMASTER` seconds from just before ``systemctl reload``, so that PostgreSQL cannot load the file
@@ -797,9 +812,10 @@ def reload_trials(systemd, unit, node, trials=BARRIER_TRIALS, hold_patroni=False
 
     :returns: one dict a trial: ``slow``, ``seconds`` (``systemctl reload``), ``code`` (its exit status), ``state``
         (the unit's ActiveState when it returned), ``early`` (a slow trial whose ``systemctl reload`` returned before
-        what was held was resumed: PostgreSQL could not have loaded the file, nor Patroni answered), ``tags_applied``
-        (Patroni's GET /patroni then), ``shown`` (``SHOW work_mem`` on a new connection then: it waits for a held
-        postmaster, so only ``early`` tells a return before the load), ``wanted`` and ``stderr``.
+        what was held was resumed: PostgreSQL could not have loaded the file, nor Patroni answered), ``loaded``
+        (PostgreSQL's log line of the new work_mem is timed no later than that return), ``tags_applied`` (Patroni's
+        GET /patroni then), ``shown`` (``SHOW work_mem`` on a new connection then: it waits for a held postmaster,
+        so it cannot tell a return before the load), ``wanted`` and ``stderr``.
     """
     outcomes = []
     data_dir = os.path.join(node.dir, 'data')
@@ -807,6 +823,7 @@ def reload_trials(systemd, unit, node, trials=BARRIER_TRIALS, hold_patroni=False
         # each trial from a settled unit: a reload that returned before it was applied (the control) is over first
         systemd.wait_show(unit, lambda s: s['ActiveState'] == 'active', 30, 'the previous reload over', 'ActiveState')
         wanted = '{0}MB'.format(5 + i % 2)
+        offset = len(node.output())
         node.write(tags={'trial': str(i)}, parameters={'work_mem': wanted})
         slow = i % 2 == 1
         timer, resuming = None, threading.Event()
@@ -822,7 +839,7 @@ def reload_trials(systemd, unit, node, trials=BARRIER_TRIALS, hold_patroni=False
         try:
             started = time.monotonic()
             reload = systemd.systemctl('reload', unit, timeout=120)
-            seconds = time.monotonic() - started
+            seconds, returned = time.monotonic() - started, time.time()
             early = slow and not resuming.is_set()
             state = systemd.show(unit, 'ActiveState')['ActiveState']
             tags_applied = (systemd.http_json('http://127.0.0.1:8008/patroni') or {}).get('tags') == {'trial': str(i)}
@@ -831,7 +848,7 @@ def reload_trials(systemd, unit, node, trials=BARRIER_TRIALS, hold_patroni=False
                 timer.join()
                 systemd.run('kill', '-CONT', *held)
         outcomes.append({'slow': slow, 'seconds': round(seconds, 3), 'code': reload.returncode, 'state': state,
-                         'early': early,
+                         'early': early, 'loaded': loaded_at(node, offset, wanted) <= returned,
                          'tags_applied': tags_applied, 'shown': show_work_mem(systemd), 'wanted': wanted,
                          'stderr': reload.stderr.strip()})
         # a reload that systemctl left behind (the control) ends before the next trial
@@ -878,7 +895,7 @@ NOT_CONFIRMED = 'reload scheduled: PostgreSQL had not loaded its configuration f
 def barrier_held(outcomes):
     """Whether every reload had returned only once acknowledged and in effect."""
     return all(o['code'] == 0 and o['state'] == 'active' and o['tags_applied'] and o['shown'] == o['wanted']
-               and not o['early'] for o in outcomes)
+               and not o['early'] and o['loaded'] for o in outcomes)
 
 
 def summary(outcomes):
@@ -917,8 +934,8 @@ def test_reload_returns_once_applied_on_252(harness):
         assert barrier_held(outcomes), '\n'.join(map(repr, outcomes)) + '\n' + node.output()
         # a load slower than Patroni's wait is not confirmed: systemctl reload fails, before the load, and says why
         late = slower_than_the_wait(harness, 'patroni.service', node)
-        assert late['code'] == 1 and late['early'] and late['state'] == 'active' and NOT_CONFIRMED in late['said'], \
-            late
+        assert late['code'] == 1 and late['seconds'] >= 1 and late['early'] and late['state'] == 'active' \
+            and NOT_CONFIRMED in late['said'], late
         state = harness.show('patroni.service', 'MainPID', 'NRestarts')
         assert state == {'MainPID': main_pid, 'NRestarts': '0'}, state
 
