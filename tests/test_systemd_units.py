@@ -826,27 +826,18 @@ def reload_trials(systemd, unit, node, trials=BARRIER_TRIALS, hold_patroni=False
         offset = len(node.output())
         node.write(tags={'trial': str(i)}, parameters={'work_mem': wanted})
         slow = i % 2 == 1
-        timer, resuming = None, threading.Event()
+        pids = []
         if slow:
-            held = [systemd.postmaster_pid(data_dir)]
+            pids.append(systemd.postmaster_pid(data_dir))
             if hold_patroni:
-                held.append(systemd.show(unit, 'MainPID')['MainPID'])
-            assert systemd.run('kill', '-STOP', *held).returncode == 0
-            # set before the SIGCONT is sent: a return before it came before any load or answer, for sure
-            timer = threading.Timer(HOLD if hold_patroni else HOLD_POSTMASTER,
-                                    lambda: (resuming.set(), systemd.run('kill', '-CONT', *held)))
-            timer.start()
-        try:
+                pids.append(systemd.show(unit, 'MainPID')['MainPID'])
+        with held(systemd, pids, HOLD if hold_patroni else HOLD_POSTMASTER) as resuming:
             started = time.monotonic()
             reload = systemd.systemctl('reload', unit, timeout=120)
             seconds, returned = time.monotonic() - started, time.time()
             early = slow and not resuming.is_set()
             state = systemd.show(unit, 'ActiveState')['ActiveState']
             tags_applied = (systemd.http_json('http://127.0.0.1:8008/patroni') or {}).get('tags') == {'trial': str(i)}
-        finally:
-            if timer:
-                timer.join()
-                systemd.run('kill', '-CONT', *held)
         outcomes.append({'slow': slow, 'seconds': round(seconds, 3), 'code': reload.returncode, 'state': state,
                          'early': early, 'loaded': loaded_at(node, offset, wanted) <= returned,
                          'tags_applied': tags_applied, 'shown': show_work_mem(systemd), 'wanted': wanted,
@@ -856,6 +847,25 @@ def reload_trials(systemd, unit, node, trials=BARRIER_TRIALS, hold_patroni=False
         wait_for(lambda: (systemd.http_json('http://127.0.0.1:8008/patroni') or {}).get('tags') == {'trial': str(i)},
                  30, 'the reload applied')
     return outcomes
+
+
+@contextlib.contextmanager
+def held(systemd, pids, seconds):
+    """*pids* (none: nothing) stopped (SIGSTOP) for *seconds* from now, resumed at the end whatever happens.
+
+    :yields: an event set just before the SIGCONT is sent: a return before it came before any load or answer, for sure.
+    """
+    resuming = threading.Event()
+    timer = threading.Timer(seconds, lambda: (resuming.set(), systemd.run('kill', '-CONT', *pids)))
+    if pids:
+        assert systemd.run('kill', '-STOP', *pids).returncode == 0
+        timer.start()
+    try:
+        yield resuming
+    finally:
+        if pids:
+            timer.join()
+            systemd.run('kill', '-CONT', *pids)
 
 
 def slower_than_the_wait(systemd, unit, node, hold=LATE_HOLD):
@@ -869,19 +879,11 @@ def slower_than_the_wait(systemd, unit, node, hold=LATE_HOLD):
     systemd.wait_show(unit, lambda s: s['ActiveState'] == 'active', 30, 'the previous reload over', 'ActiveState')
     before = len(node.output())
     node.write(tags={'trial': 'late'}, parameters={'work_mem': '7MB'})
-    held = systemd.postmaster_pid(os.path.join(node.dir, 'data'))
-    assert systemd.run('kill', '-STOP', held).returncode == 0
-    resuming = threading.Event()
-    timer = threading.Timer(hold, lambda: (resuming.set(), systemd.run('kill', '-CONT', held)))
-    timer.start()
-    try:
+    with held(systemd, [systemd.postmaster_pid(os.path.join(node.dir, 'data'))], hold) as resuming:
         started = time.monotonic()
         reload = systemd.systemctl('reload', unit, timeout=120)
         outcome = {'code': reload.returncode, 'seconds': round(time.monotonic() - started, 3),
                    'early': not resuming.is_set(), 'state': systemd.show(unit, 'ActiveState')['ActiveState']}
-    finally:
-        timer.join()
-        systemd.run('kill', '-CONT', held)
     wait_for(lambda: show_work_mem(systemd, check=False) == '7MB', 30, 'the late load in effect')
     systemd.wait_show(unit, lambda s: s['ActiveState'] == 'active', 30, 'the late reload over', 'ActiveState')
     outcome['said'] = node.output()[before:]
