@@ -21,6 +21,7 @@ package the suite has superseded, is a failure (exit 1). Nothing outside build/ 
 
 import datetime
 import email.utils
+import fcntl
 import hashlib
 import os
 import re
@@ -736,6 +737,11 @@ def main(argv: List[str]) -> int:
         sys.stderr.write('usage: packaging/build.py {0} | {1} SUITE\n'.format(
             '|'.join(commands), '|'.join(per_suite)))
         return 1
+    # one build at a time in this project (make test runs its tests in parallel workers, and two of them may ask for
+    # the same .deb or root): held until this process exits
+    os.makedirs(BUILD, exist_ok=True)
+    lock = open(os.path.join(BUILD, '.lock'), 'w')
+    fcntl.flock(lock, fcntl.LOCK_EX)
     try:
         path = per_suite[argv[0]](argv[1]) if len(argv) == 2 else commands[argv[0]]()
     except Error as e:

@@ -76,10 +76,9 @@ class SkipPolicy(object):
         outcome = yield
         fail_skip(outcome.get_result())
 
-    @pytest.hookimpl(hookwrapper=True)
-    def pytest_make_collect_report(self, collector: pytest.Collector) -> Generator[None, Any, None]:
-        outcome = yield
-        report = outcome.get_result()
+    # pytest_collectreport, not a wrapper of the collection: under pytest-xdist the workers collect, and the
+    # controller, which decides the run's outcome, sees their skipped modules only through this hook
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if ci() and report.skipped and allowed(skip_reason(report.longrepr)) is None:
             self.skipped_modules.append('{0}: {1}'.format(report.nodeid, skip_reason(report.longrepr)))
 
@@ -93,8 +92,24 @@ class SkipPolicy(object):
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+class Workers(object):
+    """How ``make test`` spreads the tests over its parallel workers (pytest-xdist, ``-n 2 --dist loadgroup``): each
+    test module is a group that one worker runs whole, in its order, so that what a module sets up once (a booted
+    systemd, a Debian root, a cluster: module-scoped fixtures) is set up once. A plugin of the whole session, as
+    :class:`SkipPolicy`: the series' own tests in generated/upstream-tests/ get their group too."""
+
+    @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
+    def pytest_collection_modifyitems(self, items: List[pytest.Item]) -> None:
+        for item in items:
+            if item.get_closest_marker('xdist_group') is None:
+                item.add_marker(pytest.mark.xdist_group(item.nodeid.split('::', 1)[0]))
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    # pytest-xdist registers it too; here for a run without it (--strict-markers)
+    config.addinivalue_line('markers', 'xdist_group(name): the tests one parallel worker runs together')
     config.pluginmanager.register(SkipPolicy(), 'sdnotify-skip-policy')
+    config.pluginmanager.register(Workers(), 'sdnotify-workers')
 
 
 @pytest.fixture(scope='session', autouse=True)

@@ -157,14 +157,17 @@ def sighup_handler_order(proc: 'subprocess.Popen[bytes]', timeout: float = 30) -
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now, outside the ephemeral range (:func:`ephemeral_ports`)
-    and never given before by this process.
+    and never given before by this process, nor by another worker of the same pytest-xdist run (each has its share).
 
     The port cannot stay bound here: a daemon (etcd, Patroni, PostgreSQL) binds it later. Meanwhile a port of the
     ephemeral range could be taken by any bind to port 0 or outgoing connection of the machine, where other tests
     run beside these; outside it, only by a program that picks that very port (:class:`Etcd` then starts again).
     """
     low, high = ephemeral_ports()
-    ports = [p for p in range(10000, 65536) if not low <= p <= high]
+    # under make test's parallel workers (pytest-xdist: PYTEST_XDIST_WORKER gw0, gw1, ...), each its own share
+    workers = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1'))
+    worker = int(os.environ.get('PYTEST_XDIST_WORKER', 'gw0')[2:])
+    ports = [p for p in range(10000, 65536) if not low <= p <= high and p % workers == worker]
     assert len(ports) > 1000, 'the ephemeral port range {0}-{1} leaves too few ports for the tests'.format(low, high)
     while True:
         port = random.choice(ports)

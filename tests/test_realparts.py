@@ -20,6 +20,17 @@ def test_free_port_is_outside_the_ephemeral_range_and_never_given_twice():
         s.bind(('127.0.0.1', ports[-1]))
 
 
+def test_free_port_gives_each_parallel_worker_its_own_ports(monkeypatch):
+    """Under make test's pytest-xdist workers, two workers never get the same port: each draws from its own residue
+    class (as if the second of three workers; the control: with no worker set, every residue comes up)."""
+    monkeypatch.setenv('PYTEST_XDIST_WORKER_COUNT', '3')
+    monkeypatch.setenv('PYTEST_XDIST_WORKER', 'gw1')
+    assert {free_port() % 3 for _ in range(50)} == {1}
+    monkeypatch.delenv('PYTEST_XDIST_WORKER_COUNT')
+    monkeypatch.delenv('PYTEST_XDIST_WORKER')
+    assert {free_port() % 3 for _ in range(50)} == {0, 1, 2}
+
+
 def counted(names):
     """The check test_notify_integration made before: the RELOADING=1 and READY=1 counted, not their order."""
     return names[0] == 'READY=1' and names[-1] == 'STOPPING=1' and \

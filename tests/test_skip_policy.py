@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from realparts import ROOT
 
 SUITE = '''import pytest
@@ -61,9 +63,9 @@ class Upstream(unittest.TestCase):
 '''
 
 
-def run(tmp_path, ci):
+def run(tmp_path, ci, args=()):
     """pytest on the small suite (tests/ with the copied conftest, a module skipped whole beside it, and a test
-    outside tests/, as generated/upstream-tests/ is); (exit code, output)."""
+    outside tests/, as generated/upstream-tests/ is), with *args*; (exit code, output)."""
     tests = tmp_path / 'tests'
     if not tests.exists():
         tests.mkdir()
@@ -81,13 +83,15 @@ def run(tmp_path, ci):
     env = {k: v for k, v in os.environ.items() if k not in ('CI', 'PYTEST_ADDOPTS')}
     if ci:
         env['CI'] = 'true'
-    result = subprocess.run([sys.executable, '-m', 'pytest', 'tests', 'outside'], cwd=str(tmp_path), env=env,
+    result = subprocess.run([sys.executable, '-m', 'pytest', 'tests', 'outside'] + list(args), cwd=str(tmp_path), env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=60)
     return result.returncode, result.stdout
 
 
-def test_a_skip_fails_under_ci_unless_allowed(tmp_path):
-    code, out = run(tmp_path, ci=True)
+# as make test runs it too: in two pytest-xdist workers, where the workers collect and the controller decides
+@pytest.mark.parametrize('args', [(), ('-n', '2', '--dist', 'loadgroup')], ids=['one process', 'two workers'])
+def test_a_skip_fails_under_ci_unless_allowed(tmp_path, args):
+    code, out = run(tmp_path, True, args)
     assert code == 1, out
     summary = out.strip().splitlines()[-1]
     # in tests/ and outside: the mirror and rpmbuild skips and the unexpected pass fail; skips of a fixture or a mark
