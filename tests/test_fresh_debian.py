@@ -204,7 +204,8 @@ def test_deps_installs_postgresql_without_a_cluster(fresh):
     install without createcluster.conf, makes one), no policy-rc.d left, nothing running."""
     control = fresh('control').run(
         'apt-get update -qq\nprintf "#!/bin/sh\\nexit 101\\n" >/usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d\n'
-        'timeout 600 apt-get install -y -qq --no-install-recommends postgresql-15 >/root/install.log 2>&1\n'
+        'timeout 600 apt-get install -y -qq --no-install-recommends postgresql-15 >/root/install.log 2>&1 || '
+        '{ s=$?; tail -n 40 /root/install.log; exit $s; }\n'
         'grep -i -E "cluster|error|fail|warn" /root/install.log | grep -v _apt | tail -n 15\n' + CLUSTERS)
     assert control.returncode == 0, control.stdout[-3000:]
     if 'main' not in control.stdout.splitlines():  # apt's warnings may come first: look for the line itself
