@@ -375,7 +375,7 @@ class Patroni(object):
         With *block_sighup*, return once env has blocked SIGHUP (~1 ms after exec): the launcher's own first
         instants, before it can block anything, are the one window no program can close from inside.
         """
-        env = dict(self.env, PATH='/usr/bin:/bin', HOME=self.dir, LC_ALL='C.UTF-8')
+        env = dict(self.env, PATH='/usr/bin:/bin', HOME=self.dir, LC_ALL='C.UTF-8', PYTHONFAULTHANDLER='1')
         if notify_socket:
             env['NOTIFY_SOCKET'] = notify_socket
         cmd = [self.executable, self.config_path]
@@ -411,11 +411,19 @@ class Patroni(object):
             return None
 
     def stop(self, timeout: float = 60) -> int:
-        """SIGTERM the daemon (by PID) and wait for it; returns its exit code."""
+        """SIGTERM the daemon (by PID) and wait for it; returns its exit code. If it has not ended within *timeout*,
+        fail with the end of its log, which then holds every thread's stack (SIGABRT: Python's faulthandler, on in
+        the daemon's environment, prints them)."""
         assert self.proc
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGABRT)
+            self.proc.wait(10)
+            raise AssertionError('{0} not stopped {1} s after SIGTERM; its log:\n{2}'.format(
+                self.name, timeout, self.log()[-20000:]))
 
     def kill(self) -> None:
         """Last resort at teardown: end the daemon and its PostgreSQL, by PID."""
