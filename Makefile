@@ -43,11 +43,12 @@ deps:
 records:
 	$(PYTHON) patchqueue.py records
 
-# in TEST_WORKERS parallel pytest-xdist workers (each test module whole in one: tests/conftest.py), longest first;
-# TEST_WORKERS=0: in this process, one test after the other
+# in TEST_WORKERS parallel pytest-xdist workers, each test module whole in one (TEST_DIST), the longest modules first
+# (tests/conftest.py); TEST_WORKERS=0: in this process, one test after the other
 TEST_WORKERS ?= 2
+TEST_DIST = --dist loadfile --no-loadscope-reorder
 test: records deps
-	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=20 tests \
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) $(TEST_DIST) --durations=20 tests \
 	  generated/upstream-tests/test_systemd.py generated/upstream-tests/test_postmaster.py
 
 # Python 3.14 (Debian forky's), apart from `make test`: on a fresh machine it makes the forky root

@@ -109,28 +109,22 @@ def module_of(item: pytest.Item) -> str:
 
 
 class Workers(object):
-    """How ``make test`` spreads the tests over its parallel workers (pytest-xdist, ``-n 2 --dist loadgroup
-    --no-loadscope-reorder``): each test module is a group that one worker runs whole, in its order, so that what a
-    module sets up once (a booted systemd, a Debian root, a cluster: module-scoped fixtures) is set up once; the
-    groups go out in the order of :data:`LONGEST_FIRST`, each to the first worker free. A plugin of the whole
-    session, as :class:`SkipPolicy`: the series' own tests in generated/upstream-tests/ get their group too."""
+    """How ``make test`` spreads the tests over its parallel workers (pytest-xdist, Makefile's ``TEST_DIST``:
+    ``--dist loadfile --no-loadscope-reorder``): each test module is run whole by one worker, in its order, so that
+    what a module sets up once (a booted systemd, a Debian root, a cluster: module-scoped fixtures) is set up once
+    and nothing of it is used by two workers at a time; the modules are handed out in the order of
+    :data:`LONGEST_FIRST`, the next one to a worker as it nears the end of its current one. A plugin of the whole
+    session, as :class:`SkipPolicy`: it orders the series' own tests in generated/upstream-tests/ too."""
 
-    @pytest.hookimpl(hookwrapper=True)
-    def pytest_collection_modifyitems(self, items: List[pytest.Item]) -> Generator[None, Any, None]:
-        # the groups before pytest-xdist's own hook reads them
-        for item in items:
-            if item.get_closest_marker('xdist_group') is None:
-                item.add_marker(pytest.mark.xdist_group(module_of(item)))
-        yield
-        # the order after pytest's own, which orders each module's tests by their fixtures' parameters (a stable
-        # sort: each module's order is kept)
+    # after pytest's own hooks, which order each module's tests by their fixtures' parameters: a stable sort keeps
+    # each module's order
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items: List[pytest.Item]) -> None:
         rank = {module: i for i, module in enumerate(LONGEST_FIRST)}
         items.sort(key=lambda item: rank.get(module_of(item), len(rank)))
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # pytest-xdist registers it too; here for a run without it (--strict-markers)
-    config.addinivalue_line('markers', 'xdist_group(name): the tests one parallel worker runs together')
     config.pluginmanager.register(SkipPolicy(), 'sdnotify-skip-policy')
     config.pluginmanager.register(Workers(), 'sdnotify-workers')
 

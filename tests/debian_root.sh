@@ -29,10 +29,10 @@ shadow_postgres() {
     grep -q '^postgres:' "$1/etc/shadow" || chroot "$1" /usr/sbin/pwconv
     grep -q '^postgres:' "$1/etc/gshadow" || chroot "$1" /usr/sbin/grpconv
 }
-# one caller at a time (make test runs its tests in parallel workers: a second caller of the same suite waits, then
-# finds the root made): flock on .cache itself, held until this script exits
+# one caller per root at a time (make test runs its tests in parallel workers: a second caller of the same root waits,
+# then finds it made; callers of other roots do not wait): flock on .cache/.lock-<root>, held until this script exits
 mkdir -p .cache
-exec 9<.cache
+exec 9>".cache/.lock-$(basename "$DEST")"
 flock 9
 if [ -f "$DEST/.sdnotify-root" ]; then
     if [ -z "$MINIMAL" ]; then

@@ -10,6 +10,7 @@ import os
 import pwd
 import random
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -420,8 +421,12 @@ class Patroni(object):
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.proc.send_signal(signal.SIGABRT)
-            self.proc.wait(10)
+            try:
+                resource.prlimit(self.proc.pid, resource.RLIMIT_CORE, (0, 0))  # no core dump of it on the machine
+                self.proc.send_signal(signal.SIGABRT)
+                self.proc.wait(10)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
             raise AssertionError('{0} not stopped {1} s after SIGTERM; its log:\n{2}'.format(
                 self.name, timeout, self.log()[-20000:]))
 

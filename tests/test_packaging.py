@@ -676,7 +676,7 @@ def run_debian_root(script, mirror):
 def test_debian_root_exit_2_only_when_the_mirror_cannot_be_reached(debian_root_copy, tmp_path):
     """tests/debian_root.sh against a mirror that answers 404 (an HTTP server on loopback serving an empty
     directory: the suite's Release file is not there) fails with 1, not 2; against a loopback port nobody listens
-    on (connection refused) with 2, the mirror named unreachable. Nothing is left in .cache."""
+    on (connection refused) with 2, the mirror named unreachable. Nothing but its log and its lock is left in .cache."""
     import functools
     import http.server
     import socket
@@ -701,8 +701,8 @@ def test_debian_root_exit_2_only_when_the_mirror_cannot_be_reached(debian_root_c
     refused = run_debian_root(debian_root_copy, 'http://127.0.0.1:{0}/debian'.format(port))
     assert refused.returncode == 2, refused.stderr
     assert refused.stderr.strip().splitlines()[-1].endswith('cannot be reached'), refused.stderr
-    assert os.listdir(os.path.join(os.path.dirname(os.path.dirname(debian_root_copy)), '.cache')) == [
-        'debootstrap-bookworm.log']
+    assert sorted(os.listdir(os.path.join(os.path.dirname(os.path.dirname(debian_root_copy)), '.cache'))) == [
+        '.lock-bookworm', 'debootstrap-bookworm.log']
 
 
 NEEDRESTART_CHECK = r"""

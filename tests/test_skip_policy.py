@@ -83,13 +83,15 @@ def run(tmp_path, ci, args=()):
     env = {k: v for k, v in os.environ.items() if k not in ('CI', 'PYTEST_ADDOPTS')}
     if ci:
         env['CI'] = 'true'
-    result = subprocess.run([sys.executable, '-m', 'pytest', 'tests', 'outside'] + list(args), cwd=str(tmp_path), env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=60)
+    result = subprocess.run([sys.executable, '-m', 'pytest', 'tests', 'outside'] + list(args), cwd=str(tmp_path),
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                            timeout=60)
     return result.returncode, result.stdout
 
 
 # as make test runs it too: in two pytest-xdist workers, where the workers collect and the controller decides
-@pytest.mark.parametrize('args', [(), ('-n', '2', '--dist', 'loadgroup')], ids=['one process', 'two workers'])
+@pytest.mark.parametrize('args', [(), ('-n', '2', '--dist', 'loadfile', '--no-loadscope-reorder')],
+                         ids=['one process', 'two workers'])
 def test_a_skip_fails_under_ci_unless_allowed(tmp_path, args):
     code, out = run(tmp_path, True, args)
     assert code == 1, out
