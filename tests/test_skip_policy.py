@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from realparts import ROOT
+from test_workers import make_test_dist
 
 SUITE = '''import pytest
 import unittest
@@ -89,9 +90,9 @@ def run(tmp_path, ci, args=()):
     return result.returncode, result.stdout
 
 
-# as make test runs it too: in two pytest-xdist workers, where the workers collect and the controller decides
-@pytest.mark.parametrize('args', [(), ('-n', '2', '--dist', 'loadfile', '--no-loadscope-reorder')],
-                         ids=['one process', 'two workers'])
+# as make test runs it too: in two pytest-xdist workers (the Makefile's TEST_DIST), where the workers collect and
+# the controller decides
+@pytest.mark.parametrize('args', [(), ['-n', '2'] + make_test_dist()], ids=['one process', 'two workers'])
 def test_a_skip_fails_under_ci_unless_allowed(tmp_path, args):
     code, out = run(tmp_path, True, args)
     assert code == 1, out
