@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from realparts import ROOT
-from test_workers import make_test_dist
+from test_workers import make_test_dist, small_suite
 
 SUITE = '''import pytest
 import unittest
@@ -67,21 +67,12 @@ class Upstream(unittest.TestCase):
 def run(tmp_path, ci, args=()):
     """pytest on the small suite (tests/ with the copied conftest, a module skipped whole beside it, and a test
     outside tests/, as generated/upstream-tests/ is), with *args*; (exit code, output)."""
-    tests = tmp_path / 'tests'
-    if not tests.exists():
-        tests.mkdir()
-        with open(os.path.join(ROOT, 'tests', 'conftest.py')) as f:
-            conftest = f.read()
-        # an allowed skip whose condition holds on any machine (today's three hold only off Linux)
-        allowed_here = "\nALLOWED_SKIPS['cannot exist here'] = (lambda: True, 'a test')\n"
-        (tests / 'conftest.py').write_text(conftest + allowed_here)
-        (tests / 'leftovers.py').write_text('def clean():\n    return []\n')
-        (tests / 'test_suite.py').write_text(SUITE)
-        (tests / 'test_gone.py').write_text("import pytest\npytest.skip('no cluster', allow_module_level=True)\n")
-        (tmp_path / 'outside').mkdir()
-        (tmp_path / 'outside' / 'test_outside.py').write_text(SUITE)
-        (tmp_path / 'pytest.ini').write_text('[pytest]\naddopts = -ra -p no:cacheprovider\n')
-    env = {k: v for k, v in os.environ.items() if k not in ('CI', 'PYTEST_ADDOPTS')}
+    # an allowed skip whose condition holds on any machine (today's three hold only off Linux)
+    env = small_suite(tmp_path, {'test_suite.py': SUITE,
+                                 'test_gone.py': "import pytest\npytest.skip('no cluster', allow_module_level=True)\n"},
+                      "\nALLOWED_SKIPS['cannot exist here'] = (lambda: True, 'a test')\n", '-ra -p no:cacheprovider')
+    (tmp_path / 'outside').mkdir()
+    (tmp_path / 'outside' / 'test_outside.py').write_text(SUITE)
     if ci:
         env['CI'] = 'true'
     result = subprocess.run([sys.executable, '-m', 'pytest', 'tests', 'outside'] + list(args), cwd=str(tmp_path),

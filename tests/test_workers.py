@@ -27,17 +27,24 @@ def make_test_dist():
         return re.search(r'^TEST_DIST = (.*)$', f.read(), re.M).group(1).split()
 
 
-def workers_of(tmp_path, dist):
-    """Run the small suite (three modules of six tests) in two workers with *dist*; {module: [(worker, n), ...]}."""
+def small_suite(tmp_path, modules, conftest_extra='', addopts='-p no:cacheprovider'):
+    """A suite of its own in *tmp_path*: tests/ with a copy of tests/conftest.py (and *conftest_extra* after it), a
+    stub of leftovers.py and *modules* (file name: text), and a pytest.ini with *addopts*; returns the environment
+    to run pytest in there (this one without CI and PYTEST_ADDOPTS)."""
     tests = tmp_path / 'tests'
     tests.mkdir()
     with open(os.path.join(ROOT, 'tests', 'conftest.py')) as f:
-        (tests / 'conftest.py').write_text(f.read())
+        (tests / 'conftest.py').write_text(f.read() + conftest_extra)
     (tests / 'leftovers.py').write_text('def clean():\n    return []\n')
-    for name in ('test_a.py', 'test_b.py', 'test_c.py'):
-        (tests / name).write_text(MODULE)
-    (tmp_path / 'pytest.ini').write_text('[pytest]\naddopts = -p no:cacheprovider\n')
-    env = {k: v for k, v in os.environ.items() if k not in ('CI', 'PYTEST_ADDOPTS')}
+    for name, text in modules.items():
+        (tests / name).write_text(text)
+    (tmp_path / 'pytest.ini').write_text('[pytest]\naddopts = {0}\n'.format(addopts))
+    return {k: v for k, v in os.environ.items() if k not in ('CI', 'PYTEST_ADDOPTS')}
+
+
+def workers_of(tmp_path, dist):
+    """Run the small suite (three modules of six tests) in two workers with *dist*; {module: [(worker, n), ...]}."""
+    env = small_suite(tmp_path, {name: MODULE for name in ('test_a.py', 'test_b.py', 'test_c.py')})
     result = subprocess.run([sys.executable, '-m', 'pytest', '-n', '2'] + dist + ['tests'], cwd=str(tmp_path),
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
                             timeout=120)
