@@ -217,7 +217,7 @@ class Systemd(object):
 
     def __init__(self, directory: str, units: Dict[str, str], dropins: Optional[Dict[str, str]] = None,
                  instances: Optional[List[str]] = None, root: Optional[str] = None, journald: bool = False,
-                 overlay: bool = False, own_tmp: bool = False) -> None:
+                 root_units: bool = False, own_tmp: bool = False) -> None:
         """Write *units* (name -> text) and *dropins* (``unit.d/name.conf`` -> text) and boot.
 
         With *root* (a directory made by ``tests/debian_root.sh``), boot that root's systemd instead of the
@@ -226,8 +226,10 @@ class Systemd(object):
         The harness target refers to every unit, and to the template *instances*, with ``After=``, so that systemd
         keeps an inactive or failed unit loaded (it would garbage-collect it) and ``systemctl show`` can still tell
         how it ended. With *journald*, services log to a journald of the harness (the root's, with *root*).
-        With *overlay* (and *root*), systemd boots an overlay over *root* whose upper layer is :attr:`upper` (in
-        this harness's directory): what runs there (packages installed, files written) leaves *root* unchanged.
+        A *root* is booted through an overlay whose upper layer is :attr:`upper` (in this harness's directory): what
+        runs there (packages installed, PrivateTmp= directories, files written) leaves *root* unchanged, for another
+        harness or packaging/build.py may use it meanwhile. With *root_units*, systemd also loads the units installed
+        in the root (after the harness's own, which win).
         With *own_tmp* (the machine's systemd only), /tmp and /var/tmp are tmpfs of the harness, so that the
         directories of units with PrivateTmp=yes are never made in the machine's: *directory* must not be in /tmp.
         """
@@ -272,13 +274,12 @@ class Systemd(object):
         env.update(CONSOLE=os.ttyname(self._slave), UNITS=self.units, SYSTEMD_ROOT=root or '', INNER=inner,
                    JOURNALD='1' if journald else '', OVERLAY='', UNIT_PATH_TAIL='', OWN_TMP='1' if own_tmp else '')
         self.upper = None
-        if overlay and root:
+        if root:
             env['OVERLAY'] = os.path.join(self.dir, 'overlay')
             for d in ('upper', 'work', 'root'):
                 os.makedirs(os.path.join(env['OVERLAY'], d))
             self.upper = os.path.join(env['OVERLAY'], 'upper')
-            # the units packages install there too (after the harness's own, which win)
-            env['UNIT_PATH_TAIL'] = ':'
+            env['UNIT_PATH_TAIL'] = ':' if root_units else ''
         self.proc = subprocess.Popen(launch + ['/bin/sh', '-c', OUTER], env=env, stdin=subprocess.DEVNULL)
         try:
             self.pid = int(wait_for(self._child, 10, 'systemd forked by unshare'))

@@ -113,7 +113,7 @@ def tier(request):
         instance = 'patroni@{0}-test.service'.format(pg)
         config_file = workdir.file('instance.yml', json.dumps(config(pg), indent=1))
         service_file = workdir.file('config.yml', json.dumps(config(pg, 'deb-svc', 8009, 5433, 'svc'), indent=1))
-        with Systemd(workdir.path, units, dropins, root=root, journald=True, overlay=True,
+        with Systemd(workdir.path, units, dropins, root=root, journald=True, root_units=True,
                      instances=[instance, SERVICE]) as systemd:
             version = systemd.systemctl('--version').stdout.split()[1]
             systemd.suite, systemd.pg, systemd.systemd_version = suite, pg, int(version)

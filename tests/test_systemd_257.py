@@ -58,6 +58,8 @@ def tier(request):
         'patroni.service': unit_for_test(shipped('patroni.service'), os.path.join(BIN, 'patroni'), node.dir),
     }
     dropins = {'etcd.service.d/host.conf': host_dropin()}
+    # for test_what_runs_in_a_booted_root_leaves_the_root_unchanged: runs in the root itself (no host_dropin)
+    units['private-tmp.service'] = '[Service]\nPrivateTmp=yes\nExecStart=/bin/sleep infinity\n'
     # a slow loop_wait, for the promptness test: the patched Patroni and, as the control, upstream with python-systemd
     # side by side (the REST API and PostgreSQL of the second on other ports)
     prompt = Node(workdir, 'prompt', SLOW_LOOP)
@@ -102,6 +104,23 @@ def test_reload_returns_once_applied(tier, sandbox):
         if sandbox == 'hardened':
             stack.enter_context(sandboxed(tier, 'patroni.service', [tier.node.dir]))
         reloads(tier, sandbox)
+
+
+def test_what_runs_in_a_booted_root_leaves_the_root_unchanged(tier):
+    """A booted root is shared: another worker of make test may boot it or packaging/build.py copy it meanwhile, so
+    nothing that runs there writes into it. A unit with PrivateTmp=yes (as the shipped hardening.conf has) makes its
+    directory in the booted root's /tmp; it must land in the harness's overlay, not in the root made by
+    tests/debian_root.sh (the positive control: it is there, in the overlay's upper layer)."""
+    before = set(os.listdir(os.path.join(tier.root, 'tmp')))
+    result = tier.systemctl('start', 'private-tmp.service')
+    assert result.returncode == 0, result.stderr
+    try:
+        written = set(os.listdir(os.path.join(tier.root, 'tmp'))) - before
+        assert not written, 'written into {0}/tmp: {1}'.format(tier.root, sorted(written))
+        made = [n for n in os.listdir(os.path.join(tier.upper, 'tmp')) if 'private-tmp.service' in n]
+        assert made, 'no PrivateTmp= directory in the overlay: {0}'.format(os.listdir(tier.upper))
+    finally:
+        tier.systemctl('stop', 'private-tmp.service')
 
 
 def reload_applied(tier, node, tag):
