@@ -13,6 +13,8 @@
     packaging/build.py rpm      build/rpm/: a noarch RPM with rpmbuild from the same sdist + series
     packaging/build.py proof-root [SUITE]   .cache/<suite>-proof (default trixie), what tests/test_deb.py boots
                                 (made once)
+    packaging/build.py build-root SUITE   only the build root of the build that serves SUITE, as `deb SUITE` makes it
+                                (its lintian is what tests/test_packaging.py's Standards-Version check reads)
 
 Every failure is one line on stderr, ``packaging/build.py: error: ...``; exit 2 only when the Debian mirror cannot be
 reached (a name that does not resolve, a connection refused or timed out; as tests/debian_root.sh): a 404, e.g. of a
@@ -694,6 +696,18 @@ def suite_source(suite: str) -> str:
     return source(out_of(BUILDS[suite]), BUILDS[suite])
 
 
+def suite_build_root(suite: str) -> str:
+    """The build root of the build that serves *suite*, with the build dependencies of its source package (the
+    same as :func:`deb` installs: one stamp), made or completed; the source package goes to a directory of its own
+    (not :func:`out_of` it, where a .deb built before may be in use)."""
+    if suite not in BUILDS:
+        raise Error('no build for {0}: one of {1}'.format(suite, ', '.join(sorted(BUILDS))))
+    suite = BUILDS[suite]
+    out = os.path.join(BUILD, 'build-root-' + suite)
+    build_root(build_depends(read(source(out, suite))), out, suite)
+    return build_root_of(suite)
+
+
 def rpm(out: str = os.path.join(BUILD, 'rpm')) -> str:
     """A noarch RPM built with rpmbuild from the sdist, the series and the units; returns its path."""
     need('rpmbuild', 'rpm', 'the RPM')
@@ -731,8 +745,9 @@ def rpm(out: str = os.path.join(BUILD, 'rpm')) -> str:
 def main(argv: List[str]) -> int:
     commands = {'source': source, 'deb': deb, 'rpm': rpm, 'proof-root': proof_root,
                 'debian-integration': debian_integration}
-    # source, deb and proof-root take a suite (default trixie)
-    per_suite = {'source': suite_source, 'deb': lambda suite: deb(suite=suite), 'proof-root': proof_root}
+    # source, deb and proof-root take a suite (default trixie); build-root needs one
+    per_suite = {'source': suite_source, 'deb': lambda suite: deb(suite=suite), 'proof-root': proof_root,
+                 'build-root': suite_build_root}
     if not (len(argv) == 1 and argv[0] in commands or len(argv) == 2 and argv[0] in per_suite):
         sys.stderr.write('usage: packaging/build.py {0} | {1} SUITE\n'.format(
             '|'.join(commands), '|'.join(per_suite)))
