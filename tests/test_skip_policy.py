@@ -125,3 +125,23 @@ def test_every_allowed_skip_says_why():
         assert reason and why and '\n' not in why, (reason, why)
         # CI runs on Linux, where each thing an allowed skip lacks exists
         assert missing() is not sys.platform.startswith('linux'), reason
+
+
+@pytest.mark.parametrize('args', [(), ['-n', '2'] + make_test_dist()], ids=['one process', 'two workers'])
+def test_a_module_skipped_whole_alone_fails_the_run_under_ci(tmp_path, args):
+    """A run whose only fault is a module skipped whole (at collection: no test of it is reported) exits 1 under
+    CI=true, in one process and in two workers; the control: the same run without CI=true exits 0."""
+    env = small_suite(tmp_path, {'test_fine.py': 'def test_passes():\n    pass\n',
+                                 'test_gone.py': "import pytest\npytest.skip('no cluster', allow_module_level=True)\n"})
+    outcomes = {}
+    for ci in (False, True):
+        result = subprocess.run([sys.executable, '-m', 'pytest', '-ra', 'tests'] + list(args), cwd=str(tmp_path),
+                                env=dict(env, CI='true') if ci else env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, universal_newlines=True, timeout=60)
+        summary = result.stdout.strip().splitlines()[-1]
+        assert '1 passed, 1 skipped' in summary and 'failed' not in summary, result.stdout
+        outcomes[ci] = result.returncode, result.stdout
+    assert outcomes[False][0] == 0, outcomes[False][1]
+    assert outcomes[True][0] == 1, outcomes[True][1]
+    assert 'FAILED (skipped under CI=true, not in tests/conftest.py ALLOWED_SKIPS) tests/test_gone.py: no cluster' \
+        in outcomes[True][1]
