@@ -43,10 +43,9 @@ def sha256(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def made_once(*args):
+def made_once(sdist, *args):
     """``packaging/build.py *args`` in the project itself, once for the module (see :func:`made`): its path."""
-    env = dict(os.environ, PATRONI_SDIST=patchqueue.obtain_sdist(ROOT, patchqueue.Pin(ROOT)),
-               PATH='/usr/sbin:/usr/bin:/sbin:/bin')
+    env = dict(os.environ, PATRONI_SDIST=sdist, PATH='/usr/sbin:/usr/bin:/sbin:/bin')
     # bounded here, not by the test's timeout: the build lock may be held by test_deb's builds in the other worker
     made = subprocess.run([PYTHON, 'packaging/build.py'] + list(args), cwd=ROOT, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, universal_newlines=True, timeout=1800)
@@ -58,11 +57,14 @@ def made_once(*args):
 
 @pytest.fixture(scope='module')
 def made():
-    """What the module's tests take from the project, made once (packaging/build.py): Debian's integration files
-    (taken from Debian's patroni package, with the build root and the mirror), and bookworm's build root, whose
-    lintian test_lintian_nits_changelog_news_and_standards_version reads (test_deb's `deb bookworm` makes the same
-    one: whichever comes first)."""
-    return {'debian-integration': made_once('debian-integration'), 'build-root': made_once('build-root', 'bookworm')}
+    """What the module's tests take from the project, made once: the pinned sdist, Debian's integration files
+    (taken from Debian's patroni package, with trixie's build root and the mirror), and the build roots of both
+    builds, whose lintian test_lintian_nits_changelog_news_and_standards_version reads (test_deb's `deb` makes the
+    same ones: whichever comes first)."""
+    sdist = patchqueue.obtain_sdist(ROOT, patchqueue.Pin(ROOT))
+    return {'sdist': sdist, 'debian-integration': made_once(sdist, 'debian-integration'),
+            'build-root': made_once(sdist, 'build-root', 'bookworm'),
+            'trixie-build-root': made_once(sdist, 'build-root', 'trixie')}
 
 
 @pytest.fixture
@@ -76,8 +78,7 @@ def project(tmp_path, made):
             dest = copy / name
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(os.path.join(ROOT, name), str(dest))
-    sdist = patchqueue.obtain_sdist(ROOT, patchqueue.Pin(ROOT))
-    env = dict(os.environ, PATRONI_SDIST=sdist, PATH='/usr/sbin:/usr/bin:/sbin:/bin')
+    env = dict(os.environ, PATRONI_SDIST=made['sdist'], PATH='/usr/sbin:/usr/bin:/sbin:/bin')
     shutil.copytree(os.path.join(ROOT, made['debian-integration']), str(copy / made['debian-integration']))
     return str(copy), env
 
@@ -325,7 +326,7 @@ def long_lines(text):
 
 def current_policy(suite):
     """The newest released Debian policy the lintian of *suite*'s build root knows (``4.6.2`` from 4.6.2.0); the
-    build root is made by the module's fixture (bookworm's) or with Debian's integration files (trixie's)."""
+    build root is made by the module's fixture."""
     path = os.path.join(ROOT, '.cache', suite + '-build', 'usr', 'share', 'lintian', 'data', 'debian-policy',
                         'releases.json')
     with open(path) as f:

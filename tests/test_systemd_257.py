@@ -58,7 +58,8 @@ def tier(request):
         'patroni.service': unit_for_test(shipped('patroni.service'), os.path.join(BIN, 'patroni'), node.dir),
     }
     dropins = {'etcd.service.d/host.conf': host_dropin()}
-    # for test_what_runs_in_a_booted_root_leaves_the_root_unchanged: runs in the root itself (no host_dropin)
+    # for test_a_private_tmp_in_a_booted_root_lands_in_the_overlay_not_in_the_root: runs in the root itself (no
+    # host_dropin)
     units['private-tmp.service'] = '[Service]\nPrivateTmp=yes\nExecStart=/bin/sleep infinity\n'
     # a slow loop_wait, for the promptness test: the patched Patroni and, as the control, upstream with python-systemd
     # side by side (the REST API and PostgreSQL of the second on other ports)
@@ -106,7 +107,7 @@ def test_reload_returns_once_applied(tier, sandbox):
         reloads(tier, sandbox)
 
 
-def test_what_runs_in_a_booted_root_leaves_the_root_unchanged(tier):
+def test_a_private_tmp_in_a_booted_root_lands_in_the_overlay_not_in_the_root(tier):
     """A booted root is shared: another worker of make test may boot it or packaging/build.py copy it meanwhile, so
     nothing that runs there writes into it. A unit with PrivateTmp=yes (as the shipped hardening.conf has) makes its
     directory in the booted root's /tmp; it must land in the harness's overlay, not in the root made by
