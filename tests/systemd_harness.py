@@ -208,6 +208,18 @@ def remove_cgroup(path: str, timeout: float = 10) -> None:
             time.sleep(0.05)
 
 
+# Python's faulthandler in every Patroni the harness runs (a drop-in of each of its units and templates): when a job
+# does not end in time (Systemd.systemctl), SIGABRT makes it print every thread's stack in the unit's output; it acts
+# on fatal signals only
+FAULTHANDLER = '[Service]\nEnvironment=PYTHONFAULTHANDLER=1\n'
+JOB_VERBS = ('start', 'stop', 'restart', 'reload', 'reload-or-restart', 'try-restart')
+
+
+def template_of(unit: str) -> str:
+    """``patroni@.service`` for ``patroni@15-test.service``; any other name as it is."""
+    return re.sub(r'@[^.]*\.service$', '@.service', unit)
+
+
 class Systemd(object):
     """One booted systemd; use as a context manager.
 
@@ -242,7 +254,11 @@ class Systemd(object):
         all_units[TARGET] = '[Unit]\nDescription=patroni-sdnotify test harness\nAfter={0}\n{1}'.format(
             ' '.join(sorted(u for u in units if '@.' not in u) + (instances or [])),
             'Wants=systemd-journald.socket systemd-journald.service\n' if journald else '')
-        for name, text in list(all_units.items()) + list((dropins or {}).items()):
+        # Patroni's units: named so (the packaged templates of test_deb's instances too), or running a patroni
+        self.patroni_units = {template_of(u) for u in list(units) + (instances or []) if u.startswith('patroni')}
+        self.patroni_units.update(u for u, text in units.items() if re.search(r'^ExecStart=\S*/patroni\b', text, re.M))
+        faulthandler = {u + '.d/zz-faulthandler.conf': FAULTHANDLER for u in self.patroni_units}
+        for name, text in list(all_units.items()) + list((dropins or {}).items()) + list(faulthandler.items()):
             path = os.path.join(self.units, name)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, 'w') as f:
@@ -330,7 +346,77 @@ class Systemd(object):
                               timeout=timeout)
 
     def systemctl(self, *args: str, timeout: float = 120) -> 'subprocess.CompletedProcess[str]':
-        return self.run('systemctl', '--no-pager', *args, timeout=timeout, in_root=True)
+        """``systemctl *args`` in the harness. A job (start, stop, reload...) not done within *timeout* fails
+        with what the harness shows then (see :meth:`stuck`), not only with the timeout."""
+        try:
+            return self.run('systemctl', '--no-pager', *args, timeout=timeout, in_root=True)
+        except subprocess.TimeoutExpired:
+            if not args or args[0] not in JOB_VERBS:
+                raise
+            raise AssertionError('systemctl {0} not done within {1} s\n{2}'.format(
+                ' '.join(args), timeout, self.stuck([a for a in args[1:] if not a.startswith('-')])))
+
+    def stuck(self, units: List[str]) -> str:
+        """What the harness shows while a job of *units* hangs: the jobs, each process with its tasks' kernel wait
+        channels, the units' status, the console's end; then each Patroni among them gets SIGABRT (its core dump
+        off), and the end of its output, which then holds every thread's stack (FAULTHANDLER), is added."""
+        def quiet(*cmd: str, in_root: bool = False) -> str:
+            try:
+                result = self.run(*cmd, timeout=30, in_root=in_root)
+                return result.stdout + result.stderr
+            except (OSError, subprocess.TimeoutExpired) as e:
+                return '{0}: {1!r}\n'.format(cmd[0], e)
+
+        def state(pid: str) -> str:  # R, S, D, Z... ('' once gone)
+            return quiet('sh', '-c', 'cut -d" " -f3 /proc/$0/stat 2>/dev/null', pid, in_root=bool(self.root)).strip()
+        # the harness's processes (with a root, its procfs is only mounted there, which may lack ps)
+        parts = [quiet('systemctl', '--no-pager', 'list-jobs', in_root=True),
+                 quiet('sh', '-c', 'for t in /proc/[0-9]*/task/*; do echo "$t $(cut -d" " -f3 $t/stat) $(cat $t/wchan) '
+                       '$(tr "\\0" " " < $t/cmdline)"; done 2>/dev/null', in_root=bool(self.root))]
+        for unit in units:
+            parts.append(quiet('systemctl', '--no-pager', 'status', unit, in_root=True))
+        try:
+            with open(self.console_log, errors='replace') as f:
+                parts.append('console:\n' + f.read()[-4000:])
+        except OSError:
+            pass
+        with open('/proc/sys/kernel/core_pattern') as f:
+            piped = f.read().startswith('|')
+        for unit in (u for u in units if template_of(u) in self.patroni_units):
+            pid = quiet('systemctl', 'show', '--property=MainPID', '--value', unit, in_root=True).strip()
+            if not pid.isdigit() or pid == '0':
+                continue
+            if piped:  # a core handler of the machine would run even with core dumps off: not on the machine's behalf
+                parts.append('{0} (MainPID {1}): no SIGABRT, kernel.core_pattern is a pipe'.format(unit, pid))
+                continue
+            quiet('prlimit', '--pid', pid, '--core=0')
+            quiet('kill', '-ABRT', pid)
+            try:  # gone, or a zombie (if it is PID 1 that hangs, nobody reaps it)
+                wait_for(lambda: state(pid) in ('', 'Z'), 10, 'the end of ' + pid)
+            except AssertionError:
+                pass
+            parts.append('{0} (MainPID {1}) after SIGABRT:\n{2}'.format(unit, pid, self.output(unit)))
+        return '\n'.join(parts)
+
+    def output(self, unit: str, size: int = 20000) -> str:
+        """The end of *unit*'s output: its journal, or the file of its ``StandardOutput=append:`` drop-in."""
+        texts = []
+        for directory in sorted({os.path.join(self.units, u + '.d') for u in (unit, template_of(unit))}):
+            for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
+                with open(os.path.join(directory, name)) as f:
+                    texts.append(f.read())
+        files = re.findall(r'^StandardOutput=append:(\S+)$', '\n'.join(texts), re.M)
+        if not files:
+            result = self.run('journalctl', '--no-pager', '-o', 'cat', '-u', unit, timeout=30, in_root=True)
+            return (result.stdout + result.stderr)[-size:]
+        instance = unit.split('@', 1)[1][:-len('.service')] if '@' in unit else ''
+        path = files[-1].replace('%i', instance).replace('%%', '%')
+        path = path[len('/host'):] if self.root else path
+        try:
+            with open(path, errors='replace') as f:
+                return f.read()[-size:]
+        except OSError as e:
+            return repr(e)
 
     def host_path(self, path: str) -> str:
         """*path* on the machine as systemd itself sees it (for ``StandardOutput=append:``)."""

@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 import threading
 import time
 import uuid
@@ -109,26 +108,22 @@ def exposure(tmp_path, name, dropin=True, chroot=None):
     """``systemd-analyze security --offline=true`` of the shipped unit *name* (``patroni.service``,
     ``patroni@.service``), with hardening.conf in its drop-in directory or without: the overall exposure, a float.
     Offline, the unit file alone is analysed; no service manager is asked. With *chroot* (a Debian root), that root's
-    systemd-analyze, on files in its /tmp (removed after)."""
+    systemd-analyze, on the files bound over the root's /tmp in a mount namespace of its own: nothing is written into
+    the root, which another worker of make test may boot or packaging/build.py copy meanwhile."""
     files = {name: shipped(name)}
     if dropin:
         files[name + '.d/hardening.conf'] = shipped('hardening.conf')
-    base = tmp_path if chroot is None else tempfile.mkdtemp(dir=os.path.join(chroot, 'tmp'))
-    try:
-        for path, text in files.items():
-            os.makedirs(os.path.dirname(os.path.join(str(base), path)), exist_ok=True)
-            with open(os.path.join(str(base), path), 'w') as f:
-                f.write(text)
-        unit = os.path.join(str(base), name)
-        cmd = ['systemd-analyze', 'security', '--offline=true', '--no-pager']
-        if chroot is not None:
-            cmd, unit = ['chroot', chroot] + cmd, '/tmp/{0}/{1}'.format(os.path.basename(base), name)
-        cmd.append(unit)
-        result = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
-                                timeout=60)
-    finally:
-        if chroot is not None:
-            shutil.rmtree(base)
+    for path, text in files.items():
+        os.makedirs(os.path.dirname(os.path.join(str(tmp_path), path)), exist_ok=True)
+        with open(os.path.join(str(tmp_path), path), 'w') as f:
+            f.write(text)
+    cmd = ['systemd-analyze', 'security', '--offline=true', '--no-pager', os.path.join(str(tmp_path), name)]
+    if chroot is not None:
+        cmd = ['unshare', '--mount', '--propagation', 'private', 'sh', '-ec',
+               'mount --bind "$1" "$2/tmp"; root=$2; shift 2; exec chroot "$root" "$@"', 'sh', str(tmp_path), chroot]
+        cmd += ['systemd-analyze', 'security', '--offline=true', '--no-pager', '/tmp/' + name]
+    result = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                            timeout=60)
     levels = re.findall(r'Overall exposure level for \S+: (\d+\.\d)', result.stdout)
     assert len(levels) == 1, result.stdout
     return float(levels[0])
@@ -584,16 +579,7 @@ def test_stop_without_progress_ends_at_the_limit(harness):
         pids = harness.postgres_pids(os.path.join(node.dir, 'data'))
         assert harness.run('kill', '-STOP', *pids).returncode == 0
         started = time.monotonic()
-        try:
-            harness.systemctl('stop', 'patroni.service', timeout=60)
-        except subprocess.TimeoutExpired:
-            with open(harness.console_log, errors='replace') as f:
-                console = f.read()[-4000:]
-            tasks = harness.run('sh', '-c', 'for t in /proc/[0-9]*/task/*; do echo "$t $(cut -d" " -f3 $t/stat) '
-                                '$(cat $t/wchan) $(cat $t/comm)"; done').stdout
-            raise AssertionError('systemctl stop still running after 60 s\n{0}\n{1}\n{2}\n{3}\n{4}'.format(
-                harness.systemctl('status', 'patroni.service').stdout, harness.run('ps', 'axfo', 'pid,stat,cmd').stdout,
-                tasks, console, node.tail()))
+        harness.systemctl('stop', 'patroni.service', timeout=60)  # not done: fails with what the harness shows
         took = time.monotonic() - started
         state = harness.show('patroni.service', 'ActiveState', 'Result')
         assert state['Result'] == 'timeout' and state['ActiveState'] in ('inactive', 'failed'), state
@@ -607,6 +593,44 @@ def test_stop_without_progress_ends_at_the_limit(harness):
                      'PostgreSQL shut down')
         os.unlink(path)
         harness.systemctl('daemon-reload')
+        harness.systemctl('reset-failed', 'patroni.service')
+
+
+def test_a_stop_that_does_not_end_fails_with_every_thread_stack(harness):
+    """The harness's account of a job that does not end (a `systemctl stop` of Patroni not done within 120 s was seen
+    under load, unexplained): PostgreSQL held by SIGSTOP, so that Patroni's shutdown waits for it, `systemctl stop`
+    with a 5 s timeout fails with the stop job, the unit's status and, after the harness's SIGABRT, the stack of
+    every thread of Patroni, from its output (faulthandler, on in every Patroni unit of the harness). The control:
+    none of that output holds a stack before."""
+    node = harness.patched
+    node.write()
+    pids = []
+    try:
+        assert harness.systemctl('start', 'patroni.service').returncode == 0, node.tail()
+        wait_for(lambda: patroni_status(harness).get('state') == 'running', 60, 'PostgreSQL running\n' + node.tail())
+        pid = harness.show('patroni.service', 'MainPID')['MainPID']
+        offset = os.path.getsize(node.log)
+        pids = harness.postgres_pids(os.path.join(node.dir, 'data'))
+        assert harness.run('kill', '-STOP', *pids).returncode == 0
+        with pytest.raises(AssertionError) as failed:
+            harness.systemctl('stop', 'patroni.service', timeout=5)
+        told = str(failed.value)
+        assert told.startswith('systemctl stop patroni.service not done within 5 s\n'), told[:2000]
+        assert re.search(r'^\s*\d+\s+patroni\.service\s+stop\s+running', told, re.M), told[:4000]
+        assert 'patroni.service (MainPID {0}) after SIGABRT:'.format(pid) in told, told[-4000:]
+        since = read_from(node.log, offset)
+        before, _, after = since.partition('Fatal Python error: Aborted')
+        assert after, since[-4000:]
+        assert not re.search(r'^(Current thread|Thread) 0x', before, re.M), before[-4000:]
+        threads = re.findall(r'^(?:Current thread|Thread) 0x', after, re.M)
+        assert len(threads) >= 2 and '/patroni/' in after, after
+        assert after.strip()[-2000:] in told, 'the stacks in the failure itself'
+    finally:
+        if pids:  # PostgreSQL resumes; Patroni is gone: ended as one that systemd killed
+            harness.run('kill', '-CONT', *pids)
+        harness.wait_show('patroni.service', lambda state: state['ActiveState'] in ('inactive', 'failed'), 60,
+                          'the stop done', 'ActiveState')
+        end_postgres(harness, node)
         harness.systemctl('reset-failed', 'patroni.service')
 
 
@@ -654,7 +678,13 @@ def test_watchdog_restarts_patroni_whose_ha_loop_hangs_while_it_lives(unit_harne
     shipped unit as it is: test_watchdog_restarts_a_hung_patroni)."""
     harness = unit_harness
     node = harness.patched
-    node.write(before_stop='/bin/sleep 1000')
+    # a before_stop that hangs for as long as this file exists: the Patroni that systemd starts again (PostgreSQL
+    # left running) runs it too when it is stopped at the end, which would hang that stop (a `pkill` of the first
+    # hook's process did not end that one)
+    hang = os.path.join(node.dir, 'before-stop-hangs')
+    with open(hang, 'w'):
+        pass
+    node.write(before_stop="/bin/sh -c 'while [ -e {0} ]; do /bin/sleep 0.1; done'".format(hang))
     path = dropin(harness, 'watchdog.conf', '[Service]\nWatchdogSec=15\nTimeoutAbortSec=2\nRestartSec=1\n')
     try:
         assert harness.systemctl('start', 'patroni.service').returncode == 0
@@ -662,7 +692,7 @@ def test_watchdog_restarts_patroni_whose_ha_loop_hangs_while_it_lives(unit_harne
         first = harness.show('patroni.service', 'MainPID', 'NRestarts')
         assert harness.systemctl('stop', 'etcd.service').returncode == 0
         # the HA loop hangs in before_stop; the process lives and its REST API answers
-        wait_for(lambda: harness.run('pgrep', '-f', '/bin/sleep 1000').returncode == 0, 60,
+        wait_for(lambda: harness.run('pgrep', '-f', 'while \\[ -e {0} \\]'.format(hang)).returncode == 0, 60,
                  'the demote running before_stop\n' + node.tail())
         assert patroni_status(harness).get('patroni'), 'the REST API answers while the HA loop hangs'
         after = harness.wait_show('patroni.service', lambda s: s['NRestarts'] == '1', 60,
@@ -670,7 +700,7 @@ def test_watchdog_restarts_patroni_whose_ha_loop_hangs_while_it_lives(unit_harne
                                   'ExecMainStatus')
         assert after['MainPID'] != first['MainPID'], after
     finally:
-        harness.run('pkill', '-f', '/bin/sleep 1000')
+        os.unlink(hang)
         harness.systemctl('start', 'etcd.service')
         os.unlink(path)
         harness.systemctl('daemon-reload')
