@@ -80,6 +80,28 @@ def owner_gone(tag: str) -> bool:
     return process_start(int(pid)) != start
 
 
+def process_state(pid: int) -> str:
+    """How process *pid* stands, from /proc: its signal masks (pending, blocked, ignored, caught) and, per thread,
+    name, run state (R, S, D, T...) and kernel wait channel; an unreadable part says why."""
+    lines = []
+    try:
+        with open('/proc/{0}/status'.format(pid)) as f:
+            wanted = ('State', 'SigQ', 'SigPnd', 'ShdPnd', 'SigBlk', 'SigIgn', 'SigCgt')
+            lines += [line.rstrip() for line in f if line.split(':')[0] in wanted]
+        for task in sorted(os.listdir('/proc/{0}/task'.format(pid)), key=int):
+            fields = []
+            for name in ('comm', 'wchan', 'stat'):
+                with open('/proc/{0}/task/{1}/{2}'.format(pid, task, name)) as f:
+                    fields.append(f.read().strip())
+            with open('/proc/{0}/task/{1}/status'.format(pid, task)) as f:
+                masks = ' '.join(line.split()[1] for line in f if line.startswith(('SigPnd', 'SigBlk')))
+            lines.append('task {0} {1}: {2} {3} (SigPnd SigBlk {4})'.format(
+                task, fields[0], fields[2].rsplit(')', 1)[-1].split()[0], fields[1], masks))
+    except (OSError, IndexError, ValueError) as e:
+        lines.append(repr(e))
+    return '\n'.join(lines)
+
+
 def read_from(path: str, offset: int = 0) -> str:
     """The text of the file *path* from byte *offset* on (a log: what was written since ``os.path.getsize``);
     ``''`` if there is no such file."""
@@ -413,22 +435,32 @@ class Patroni(object):
 
     def stop(self, timeout: float = 60) -> int:
         """SIGTERM the daemon (by PID) and wait for it; returns its exit code. If it has not ended within *timeout*,
-        fail with the end of its log, which then holds every thread's stack (SIGABRT: Python's faulthandler, on in
-        the daemon's environment, prints them)."""
+        fail with how its process and threads stood then (:func:`process_state`: run state, kernel wait channel,
+        pending, blocked and caught signals), and its log since the SIGTERM, which then holds every thread's stack
+        (SIGABRT, and SIGCONT for a stopped one: Python's faulthandler, on in the daemon's environment, prints them)."""
         assert self.proc
+        sent = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
+            state = process_state(self.proc.pid)
+            written = os.path.getsize(self.log_path) - sent
             try:
                 resource.prlimit(self.proc.pid, resource.RLIMIT_CORE, (0, 0))  # no core dump of it on the machine
                 self.proc.send_signal(signal.SIGABRT)
+                self.proc.send_signal(signal.SIGCONT)
                 self.proc.wait(10)
             except (OSError, subprocess.TimeoutExpired):
                 pass
-            raise AssertionError('{0} not stopped {1} s after SIGTERM; its log:\n{2}'.format(
-                self.name, timeout, self.log()[-20000:]))
+            since = read_from(self.log_path, sent)
+            if len(since) > 20000:
+                since = since[:5000] + '\n[...]\n' + since[-15000:]
+            ended = 'still running' if self.proc.poll() is None else 'exit {0}'.format(self.proc.returncode)
+            raise AssertionError('{0} not stopped {1} s after SIGTERM ({2} bytes of log written since); then:\n{3}\n'
+                                 'after SIGABRT: {4}\nits log before the SIGTERM, the end:\n{5}\nsince:\n{6}'.format(
+                                     self.name, timeout, written, state, ended, self.log()[:sent][-3000:], since))
 
     def kill(self) -> None:
         """Last resort at teardown: end the daemon and its PostgreSQL, by PID."""

@@ -1,12 +1,13 @@
 """The helpers of tests/realparts.py that the real-parts tests rely on to tell right from wrong (fast, no daemon)."""
 
+import signal
 import socket
 import subprocess
 import sys
 
 import pytest
 
-from realparts import ephemeral_ports, free_port, sequence_error, sighup_handler_order
+from realparts import ephemeral_ports, free_port, process_state, sequence_error, sighup_handler_order
 
 
 def test_free_port_is_outside_the_ephemeral_range_and_never_given_twice():
@@ -85,3 +86,29 @@ def test_sighup_handler_order_tells_early_from_late(program, order):
     finally:
         proc.kill()
         proc.wait(10)
+
+
+def test_process_state_shows_a_stopped_process_and_a_blocked_pending_sigterm():
+    """What Patroni.stop() reports when a daemon does not end: a child that blocks SIGTERM and got one shows it
+    pending and blocked (bit 15: 0x4000); stopped by SIGSTOP, its state is T; the control: before the SIGTERM,
+    nothing is pending and it sleeps (S)."""
+    code = ('import signal, sys, time; signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM]); '
+            'sys.stdout.write("ready\\n"); sys.stdout.flush(); time.sleep(60)')
+    child = subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.PIPE, universal_newlines=True)
+    try:
+        assert child.stdout.readline() == 'ready\n'
+        masks = dict(line.split(':\t') for line in process_state(child.pid).splitlines() if ':\t' in line)
+        assert int(masks['SigBlk'], 16) & 0x4000 and not int(masks['ShdPnd'], 16), masks
+        assert masks['State'].startswith('S'), masks
+        child.send_signal(signal.SIGTERM)
+        child.send_signal(signal.SIGSTOP)
+        assert subprocess.run(['sh', '-c', 'while ! grep -q "^State:.T" /proc/$0/status; do :; done', str(child.pid)],
+                              timeout=10).returncode == 0
+        state = process_state(child.pid)
+        masks = dict(line.split(':\t') for line in state.splitlines() if ':\t' in line)
+        assert int(masks['ShdPnd'], 16) & 0x4000, state
+        assert masks['State'].startswith('T'), state
+        assert 'task {0} python'.format(child.pid) in state and ': T ' in state, state
+    finally:
+        child.kill()
+        child.wait(10)
