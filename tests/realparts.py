@@ -80,25 +80,42 @@ def owner_gone(tag: str) -> bool:
     return process_start(int(pid)) != start
 
 
-def process_state(pid: int) -> str:
-    """How process *pid* stands, from /proc: its signal masks (pending, blocked, ignored, caught) and, per thread,
-    name, run state (R, S, D, T...) and kernel wait channel; an unreadable part says why."""
-    lines = []
+def process_state(pid: int, log: Optional[Tuple[int, int]] = None) -> str:
+    """How process *pid* stands, from /proc: its signal masks (pending, blocked, ignored, caught), its I/O counts,
+    what its standard output and error are (with *log*, the ``(st_dev, st_ino)`` of the file it was started with:
+    whether they still are that file) and, per thread, name, run state (R, S, D, T...), kernel wait channel and
+    kernel stack; an unreadable part says why."""
+    def read(name: str) -> str:
+        try:
+            with open('/proc/{0}/{1}'.format(pid, name)) as f:
+                return f.read().strip()
+        except OSError as e:
+            return repr(e)
+    wanted = ('State', 'SigQ', 'SigPnd', 'ShdPnd', 'SigBlk', 'SigIgn', 'SigCgt')
+    lines = [line for line in read('status').splitlines() if line.split(':')[0] in wanted]
+    lines.append('io: ' + ' '.join(read('io').split()))
+    for fd in ('1', '2'):
+        try:
+            target = os.readlink('/proc/{0}/fd/{1}'.format(pid, fd))
+            st = os.stat('/proc/{0}/fd/{1}'.format(pid, fd))
+            same = '' if log is None else ', the file it was started with' if (st.st_dev, st.st_ino) == log else \
+                ', NOT the file it was started with'
+            lines.append('fd {0} -> {1} (size {2}{3}); {4}'.format(fd, target, st.st_size, same, ' '.join(
+                read('fdinfo/' + fd).split())))
+        except OSError as e:
+            lines.append('fd {0}: {1!r}'.format(fd, e))
     try:
-        with open('/proc/{0}/status'.format(pid)) as f:
-            wanted = ('State', 'SigQ', 'SigPnd', 'ShdPnd', 'SigBlk', 'SigIgn', 'SigCgt')
-            lines += [line.rstrip() for line in f if line.split(':')[0] in wanted]
-        for task in sorted(os.listdir('/proc/{0}/task'.format(pid)), key=int):
-            fields = []
-            for name in ('comm', 'wchan', 'stat'):
-                with open('/proc/{0}/task/{1}/{2}'.format(pid, task, name)) as f:
-                    fields.append(f.read().strip())
-            with open('/proc/{0}/task/{1}/status'.format(pid, task)) as f:
-                masks = ' '.join(line.split()[1] for line in f if line.startswith(('SigPnd', 'SigBlk')))
-            lines.append('task {0} {1}: {2} {3} (SigPnd SigBlk {4})'.format(
-                task, fields[0], fields[2].rsplit(')', 1)[-1].split()[0], fields[1], masks))
-    except (OSError, IndexError, ValueError) as e:
-        lines.append(repr(e))
+        tasks = sorted(os.listdir('/proc/{0}/task'.format(pid)), key=int)
+    except OSError as e:
+        tasks, lines = [], lines + [repr(e)]
+    for task in tasks:
+        stat = read('task/{0}/stat'.format(task))
+        masks = ' '.join(line.split()[1] for line in read('task/{0}/status'.format(task)).splitlines()
+                         if line.startswith(('SigPnd', 'SigBlk')))
+        lines.append('task {0} {1}: {2} {3} (SigPnd SigBlk {4}) kernel stack: {5}'.format(
+            task, read('task/{0}/comm'.format(task)), (stat.rsplit(')', 1)[-1].split() or ['?'])[0],
+            read('task/{0}/wchan'.format(task)), masks, ' < '.join(
+                line.split()[-1] for line in read('task/{0}/stack'.format(task)).splitlines())))
     return '\n'.join(lines)
 
 
@@ -381,6 +398,7 @@ class Patroni(object):
         self.extra = extra or {}
         self.config_path = ''
         self.proc: Optional['subprocess.Popen[bytes]'] = None
+        self.log_file: Optional[Tuple[int, int]] = None
         self.log_path = os.path.join(self.dir, 'patroni.log')
         self.write_config()
 
@@ -405,6 +423,8 @@ class Patroni(object):
         if block_sighup:
             cmd = ['/usr/bin/env', '--block-signal=HUP'] + cmd
         log = open(self.log_path, 'a')
+        st = os.fstat(log.fileno())
+        self.log_file = (st.st_dev, st.st_ino)  # what its output goes to (see stop())
         self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, user=POSTGRES.pw_uid,
                                      group=POSTGRES.pw_gid, extra_groups=[], cwd=self.dir)
         log.close()
@@ -435,32 +455,54 @@ class Patroni(object):
 
     def stop(self, timeout: float = 60) -> int:
         """SIGTERM the daemon (by PID) and wait for it; returns its exit code. If it has not ended within *timeout*,
-        fail with how its process and threads stood then (:func:`process_state`: run state, kernel wait channel,
-        pending, blocked and caught signals), and its log since the SIGTERM, which then holds every thread's stack
-        (SIGABRT, and SIGCONT for a stopped one: Python's faulthandler, on in the daemon's environment, prints them)."""
+        fail with what shows why: how it and its postmaster stood then (:func:`process_state`: signals, threads,
+        where their output goes), every thread's Python stack taken from outside (py-spy, if installed), its log
+        since the SIGTERM, and the stacks it prints itself on SIGABRT (Python's faulthandler, on in its
+        environment; SIGCONT for a stopped one)."""
         assert self.proc
-        sent = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
+        size = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            state = process_state(self.proc.pid)
-            written = os.path.getsize(self.log_path) - sent
+            pid = self.proc.pid
+            report = ['{0} (PID {1}) not stopped {2} s after SIGTERM; then:'.format(self.name, pid, timeout),
+                      process_state(pid, self.log_file)]
             try:
-                resource.prlimit(self.proc.pid, resource.RLIMIT_CORE, (0, 0))  # no core dump of it on the machine
-                self.proc.send_signal(signal.SIGABRT)
-                self.proc.send_signal(signal.SIGCONT)
-                self.proc.wait(10)
-            except (OSError, subprocess.TimeoutExpired):
-                pass
-            since = read_from(self.log_path, sent)
+                st = os.stat(self.log_path)
+                report.append('{0}: {1} bytes ({2} since the SIGTERM), {3}'.format(
+                    self.log_path, st.st_size, st.st_size - size, 'the file it was started with'
+                    if (st.st_dev, st.st_ino) == self.log_file else 'NOT the file it was started with'))
+            except OSError as e:
+                report.append(repr(e))
+            postmaster = self.postmaster_pid()
+            if postmaster:
+                report += ['its postmaster, PID {0}:'.format(postmaster), process_state(postmaster, self.log_file)]
+            spy = os.path.join(BIN, 'py-spy')
+            if os.path.exists(spy):
+                dumped = subprocess.run([spy, 'dump', '--pid', str(pid)], stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, universal_newlines=True, timeout=60)
+                report += ['py-spy dump:', dumped.stdout[-10000:]]
+            with open('/proc/sys/kernel/core_pattern') as f:
+                piped = f.read().startswith('|')
+            if not piped:  # a core handler of the machine would run even with core dumps off
+                try:
+                    resource.prlimit(pid, resource.RLIMIT_CORE, (0, 0))  # no core dump of it on the machine
+                    self.proc.send_signal(signal.SIGABRT)
+                    self.proc.send_signal(signal.SIGCONT)
+                    self.proc.wait(10)
+                except (OSError, subprocess.TimeoutExpired):
+                    report += ['still running 10 s after SIGABRT:', process_state(pid, self.log_file)]
+            else:
+                report.append('no SIGABRT: kernel.core_pattern is a pipe')
+            since = read_from(self.log_path, size)
             if len(since) > 20000:
                 since = since[:5000] + '\n[...]\n' + since[-15000:]
-            ended = 'still running' if self.proc.poll() is None else 'exit {0}'.format(self.proc.returncode)
-            raise AssertionError('{0} not stopped {1} s after SIGTERM ({2} bytes of log written since); then:\n{3}\n'
-                                 'after SIGABRT: {4}\nits log before the SIGTERM, the end:\n{5}\nsince:\n{6}'.format(
-                                     self.name, timeout, written, state, ended, self.log()[:sent][-3000:], since))
+            with open(self.log_path, 'rb') as f:
+                before = f.read(size)[-3000:].decode(errors='replace')
+            report += ['its log before the SIGTERM, the end:', before, 'since:', since]
+            raise AssertionError('\n'.join(report))
 
     def kill(self) -> None:
         """Last resort at teardown: end the daemon and its PostgreSQL, by PID."""

@@ -392,7 +392,7 @@ class Systemd(object):
             quiet('prlimit', '--pid', pid, '--core=0')
             quiet('kill', '-ABRT', pid)
             try:  # gone, or a zombie (if it is PID 1 that hangs, nobody reaps it)
-                wait_for(lambda: state(pid) in ('', 'Z'), 10, 'the end of ' + pid)
+                wait_for(lambda: state(pid) in ('', 'Z'), 10, 'the end of ' + pid, interval=0.2)
             except AssertionError:
                 pass
             parts.append('{0} (MainPID {1}) after SIGABRT:\n{2}'.format(unit, pid, self.output(unit)))

@@ -1,5 +1,7 @@
 """The helpers of tests/realparts.py that the real-parts tests rely on to tell right from wrong (fast, no daemon)."""
 
+import os
+import re
 import signal
 import socket
 import subprocess
@@ -7,7 +9,8 @@ import sys
 
 import pytest
 
-from realparts import ephemeral_ports, free_port, process_state, sequence_error, sighup_handler_order
+from realparts import (BIN, ephemeral_ports, free_port, Patroni, process_state, sequence_error, sighup_handler_order,
+                       wait_for)
 
 
 def test_free_port_is_outside_the_ephemeral_range_and_never_given_twice():
@@ -102,8 +105,8 @@ def test_process_state_shows_a_stopped_process_and_a_blocked_pending_sigterm():
         assert not masks['State'].startswith('T'), masks  # running or asleep
         child.send_signal(signal.SIGTERM)
         child.send_signal(signal.SIGSTOP)
-        assert subprocess.run(['sh', '-c', 'while ! grep -q "^State:.T" /proc/$0/status; do :; done', str(child.pid)],
-                              timeout=10).returncode == 0
+        stopped = 'while ! grep -q "^State:.T" /proc/$0/status; do sleep 0.01; done'
+        assert subprocess.run(['sh', '-c', stopped, str(child.pid)], timeout=10).returncode == 0
         state = process_state(child.pid)
         masks = dict(line.split(':\t') for line in state.splitlines() if ':\t' in line)
         assert int(masks['ShdPnd'], 16) & 0x4000, state
@@ -112,3 +115,47 @@ def test_process_state_shows_a_stopped_process_and_a_blocked_pending_sigterm():
     finally:
         child.kill()
         child.wait(10)
+
+
+@pytest.mark.parametrize('replaced', [False, True], ids=['same-log', 'log-replaced'])
+def test_a_daemon_not_stopped_is_reported_with_its_stacks_and_where_its_output_goes(tmp_path, replaced):
+    """Patroni.stop() on a daemon that ignores SIGTERM (the report's own code, on a stand-in process written to as
+    Patroni's log is): the failure tells its state and that SIGTERM is caught, gives every thread's stack printed
+    by faulthandler on SIGABRT and, where py-spy is installed, taken from outside, and whether its output still goes
+    to the file at the log's path; ``log-replaced``: the file renamed away and another made in its place (as the
+    storm test's log once looked: silent while the daemon worked) is told apart."""
+    node = Patroni.__new__(Patroni)
+    node.name, node.data_dir, node.log_path = 'stand-in', str(tmp_path / 'data'), str(tmp_path / 'patroni.log')
+    code = ('import signal, sys, threading, time; signal.signal(signal.SIGTERM, lambda *_: print("SIGTERM ignored", '
+            'flush=True)); threading.Thread(target=time.sleep, args=(60,), daemon=True).start(); '
+            'print("ready", flush=True); time.sleep(60)')
+    with open(node.log_path, 'a') as log:
+        st = os.fstat(log.fileno())
+        node.log_file = (st.st_dev, st.st_ino)
+        node.proc = subprocess.Popen([sys.executable, '-c', code], stdout=log, stderr=subprocess.STDOUT,
+                                     env=dict(os.environ, PYTHONFAULTHANDLER='1'))
+    try:
+        wait_for(lambda: 'ready' in node.log(), 30, 'the stand-in running')
+        if replaced:
+            os.rename(node.log_path, node.log_path + '.old')
+            open(node.log_path, 'w').close()
+        with pytest.raises(AssertionError) as failed:
+            node.stop(timeout=1)
+        told = str(failed.value)
+        assert told.startswith('stand-in (PID {0}) not stopped 1 s after SIGTERM; then:'.format(node.proc.pid)), told
+        assert re.search(r'^SigCgt:\s+[0-9a-f]*[4-7c-f][0-9a-f]{3}$', told, re.M), told  # bit 15: SIGTERM caught
+        if replaced:
+            assert 'fd 2 -> {0}.old (size'.format(node.log_path) in told and 'NOT the file it was started with' in told
+            assert 'Fatal Python error: Aborted' in open(node.log_path + '.old').read()
+        else:
+            assert 'fd 2 -> {0} (size'.format(node.log_path) in told and 'NOT the file' not in told, told
+            since = told.split('\nsince:\n', 1)[1]
+            assert 'SIGTERM ignored' in since and 'Fatal Python error: Aborted' in since, since
+            assert len(re.findall(r'^(?:Current thread|Thread) 0x', since, re.M)) == 2, since
+        if os.path.exists(os.path.join(BIN, 'py-spy')):
+            assert 'py-spy dump:' in told and 'Thread' in told.split('py-spy dump:', 1)[1], told
+        assert node.proc.poll() is not None, 'ended by SIGABRT'
+    finally:
+        if node.proc.poll() is None:
+            node.proc.kill()
+        node.proc.wait(10)

@@ -692,7 +692,7 @@ def test_watchdog_restarts_patroni_whose_ha_loop_hangs_while_it_lives(unit_harne
         first = harness.show('patroni.service', 'MainPID', 'NRestarts')
         assert harness.systemctl('stop', 'etcd.service').returncode == 0
         # the HA loop hangs in before_stop; the process lives and its REST API answers
-        wait_for(lambda: harness.run('pgrep', '-f', 'while \\[ -e {0} \\]'.format(hang)).returncode == 0, 60,
+        wait_for(lambda: harness.run('pgrep', '-f', os.path.basename(hang)).returncode == 0, 60,
                  'the demote running before_stop\n' + node.tail())
         assert patroni_status(harness).get('patroni'), 'the REST API answers while the HA loop hangs'
         after = harness.wait_show('patroni.service', lambda s: s['NRestarts'] == '1', 60,
