@@ -119,6 +119,13 @@ def process_state(pid: int, log: Optional[Tuple[int, int]] = None) -> str:
     return '\n'.join(lines)
 
 
+def core_dumps_piped() -> bool:
+    """Whether the machine's kernel.core_pattern pipes core dumps to a handler, which the kernel runs even for a
+    process whose core dumps are off: then a diagnostic SIGABRT would act on the machine's behalf, and is not sent."""
+    with open('/proc/sys/kernel/core_pattern') as f:
+        return f.read().startswith('|')
+
+
 def read_from(path: str, offset: int = 0) -> str:
     """The text of the file *path* from byte *offset* on (a log: what was written since ``os.path.getsize``);
     ``''`` if there is no such file."""
@@ -484,9 +491,7 @@ class Patroni(object):
                 dumped = subprocess.run([spy, 'dump', '--pid', str(pid)], stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, universal_newlines=True, timeout=60)
                 report += ['py-spy dump:', dumped.stdout[-10000:]]
-            with open('/proc/sys/kernel/core_pattern') as f:
-                piped = f.read().startswith('|')
-            if not piped:  # a core handler of the machine would run even with core dumps off
+            if not core_dumps_piped():
                 try:
                     resource.prlimit(pid, resource.RLIMIT_CORE, (0, 0))  # no core dump of it on the machine
                     self.proc.send_signal(signal.SIGABRT)

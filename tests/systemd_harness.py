@@ -29,7 +29,7 @@ import uuid
 
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from realparts import owner_tag, POSTGRES, ROOT, wait_for
+from realparts import core_dumps_piped, owner_tag, POSTGRES, ROOT, wait_for
 
 SYSTEMD = '/lib/systemd/systemd'
 TARGET = 'sdnotify.target'
@@ -380,13 +380,12 @@ class Systemd(object):
                 parts.append('console:\n' + f.read()[-4000:])
         except OSError:
             pass
-        with open('/proc/sys/kernel/core_pattern') as f:
-            piped = f.read().startswith('|')
+        piped = core_dumps_piped()
         for unit in (u for u in units if template_of(u) in self.patroni_units):
             pid = quiet('systemctl', 'show', '--property=MainPID', '--value', unit, in_root=True).strip()
             if not pid.isdigit() or pid == '0':
                 continue
-            if piped:  # a core handler of the machine would run even with core dumps off: not on the machine's behalf
+            if piped:
                 parts.append('{0} (MainPID {1}): no SIGABRT, kernel.core_pattern is a pipe'.format(unit, pid))
                 continue
             quiet('prlimit', '--pid', pid, '--core=0')

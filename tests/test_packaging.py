@@ -43,9 +43,9 @@ def sha256(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def made_once(sdist, *args):
-    """``packaging/build.py *args`` in the project itself, once for the module (see :func:`made`): its path."""
-    env = dict(os.environ, PATRONI_SDIST=sdist, PATH='/usr/sbin:/usr/bin:/sbin:/bin')
+def made_once(env, *args):
+    """``packaging/build.py *args`` in the project itself with *env*, once for the module (see :func:`made`): its
+    path."""
     # bounded here, not by the test's timeout: the build lock may be held by test_deb's builds in the other worker
     made = subprocess.run([PYTHON, 'packaging/build.py'] + list(args), cwd=ROOT, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, universal_newlines=True, timeout=1800)
@@ -57,14 +57,15 @@ def made_once(sdist, *args):
 
 @pytest.fixture(scope='module')
 def made():
-    """What the module's tests take from the project, made once: the pinned sdist, Debian's integration files
-    (taken from Debian's patroni package, with trixie's build root and the mirror), and the build roots of both
-    builds, whose lintian test_lintian_nits_changelog_news_and_standards_version reads (test_deb's `deb` makes the
-    same ones: whichever comes first)."""
-    sdist = patchqueue.obtain_sdist(ROOT, patchqueue.Pin(ROOT))
-    return {'sdist': sdist, 'debian-integration': made_once(sdist, 'debian-integration'),
-            'build-root': made_once(sdist, 'build-root', 'bookworm'),
-            'trixie-build-root': made_once(sdist, 'build-root', 'trixie')}
+    """What the module's tests take from the project, made once: packaging/build.py's environment (with the pinned
+    sdist), Debian's integration files (taken from Debian's patroni package, with trixie's build root and the
+    mirror), and the build roots of both builds, whose lintian test_lintian_nits_changelog_news_and_standards_version
+    reads (test_deb's `deb` makes the same ones: whichever comes first)."""
+    env = dict(os.environ, PATRONI_SDIST=patchqueue.obtain_sdist(ROOT, patchqueue.Pin(ROOT)),
+               PATH='/usr/sbin:/usr/bin:/sbin:/bin')
+    return {'env': env, 'debian-integration': made_once(env, 'debian-integration'),
+            'bookworm-build-root': made_once(env, 'build-root', 'bookworm'),
+            'trixie-build-root': made_once(env, 'build-root', 'trixie')}
 
 
 @pytest.fixture
@@ -78,9 +79,8 @@ def project(tmp_path, made):
             dest = copy / name
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(os.path.join(ROOT, name), str(dest))
-    env = dict(os.environ, PATRONI_SDIST=made['sdist'], PATH='/usr/sbin:/usr/bin:/sbin:/bin')
     shutil.copytree(os.path.join(ROOT, made['debian-integration']), str(copy / made['debian-integration']))
-    return str(copy), env
+    return str(copy), made['env']
 
 
 def build(project, what, env=None, *args):
@@ -486,7 +486,7 @@ def test_build_root_of_no_build_is_one_line(project, made):
     """``build-root`` needs a suite that a build serves: without one, the usage; with another, one line naming
     those that are served; nothing is made either way (build/ of the copy stays as it was). The control: a served
     suite is made (its path printed), in the module's fixture."""
-    assert made['build-root'] == '.cache/bookworm-build', made
+    assert made['bookworm-build-root'] == '.cache/bookworm-build', made
     path, _ = project
 
     def built():  # what is in build/ besides the lock every command takes (build/.lock)
