@@ -501,12 +501,16 @@ class Patroni(object):
                     report += ['still running 10 s after SIGABRT:', process_state(pid, self.log_file)]
             else:
                 report.append('no SIGABRT: kernel.core_pattern is a pipe')
-            since = read_from(self.log_path, size)
+            try:  # read once, as bytes (size is a byte offset); a log path gone leaves the rest of the report
+                with open(self.log_path, 'rb') as f:
+                    logged = f.read()
+            except OSError as e:
+                logged = repr(e).encode()
+            since = logged[size:].decode(errors='replace')
             if len(since) > 20000:
                 since = since[:5000] + '\n[...]\n' + since[-15000:]
-            with open(self.log_path, 'rb') as f:
-                before = f.read(size)[-3000:].decode(errors='replace')
-            report += ['its log before the SIGTERM, the end:', before, 'since:', since]
+            report += ['its log before the SIGTERM, the end:', logged[:size][-3000:].decode(errors='replace'),
+                       'since:', since]
             raise AssertionError('\n'.join(report))
 
     def kill(self) -> None:

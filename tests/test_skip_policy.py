@@ -62,14 +62,19 @@ class Upstream(unittest.TestCase):
     def test_rpm(self):
         pass
 '''
+# a module skipped whole, at collection
+GONE = "import pytest\npytest.skip('no cluster', allow_module_level=True)\n"
+# as make test runs it too: in two pytest-xdist workers (the Makefile's TEST_DIST), where the workers collect and
+# the controller decides
+IN_ONE_PROCESS_AND_TWO_WORKERS = pytest.mark.parametrize('args', [(), ['-n', '2'] + make_test_dist()],
+                                                         ids=['one process', 'two workers'])
 
 
 def run(tmp_path, ci, args=()):
     """pytest on the small suite (tests/ with the copied conftest, a module skipped whole beside it, and a test
     outside tests/, as generated/upstream-tests/ is), with *args*; (exit code, output)."""
     # an allowed skip whose condition holds on any machine (today's three hold only off Linux)
-    env = small_suite(tmp_path, {'test_suite.py': SUITE,
-                                 'test_gone.py': "import pytest\npytest.skip('no cluster', allow_module_level=True)\n"},
+    env = small_suite(tmp_path, {'test_suite.py': SUITE, 'test_gone.py': GONE},
                       "\nALLOWED_SKIPS['cannot exist here'] = (lambda: True, 'a test')\n", '-ra -p no:cacheprovider')
     (tmp_path / 'outside').mkdir()
     (tmp_path / 'outside' / 'test_outside.py').write_text(SUITE)
@@ -81,9 +86,7 @@ def run(tmp_path, ci, args=()):
     return result.returncode, result.stdout
 
 
-# as make test runs it too: in two pytest-xdist workers (the Makefile's TEST_DIST), where the workers collect and
-# the controller decides
-@pytest.mark.parametrize('args', [(), ['-n', '2'] + make_test_dist()], ids=['one process', 'two workers'])
+@IN_ONE_PROCESS_AND_TWO_WORKERS
 def test_a_skip_fails_under_ci_unless_allowed(tmp_path, args):
     code, out = run(tmp_path, True, args)
     assert code == 1, out
@@ -127,12 +130,12 @@ def test_every_allowed_skip_says_why():
         assert missing() is not sys.platform.startswith('linux'), reason
 
 
-@pytest.mark.parametrize('args', [(), ['-n', '2'] + make_test_dist()], ids=['one process', 'two workers'])
+@IN_ONE_PROCESS_AND_TWO_WORKERS
 def test_a_module_skipped_whole_alone_fails_the_run_under_ci(tmp_path, args):
     """A run whose only fault is a module skipped whole (at collection: no test of it is reported) exits 1 under
     CI=true, in one process and in two workers; the control: the same run without CI=true exits 0."""
     env = small_suite(tmp_path, {'test_fine.py': 'def test_passes():\n    pass\n',
-                                 'test_gone.py': "import pytest\npytest.skip('no cluster', allow_module_level=True)\n"})
+                                 'test_gone.py': GONE})
     outcomes = {}
     for ci in (False, True):
         result = subprocess.run([sys.executable, '-m', 'pytest', '-ra', 'tests'] + list(args), cwd=str(tmp_path),
