@@ -76,9 +76,11 @@ demo:
 	$(PIP) -r tests/requirements.txt
 	timeout $(STEP_TIMEOUT) $(VENV)/bin/python tests/demo.py
 
-# every benchmark, upstream and patched side by side; rewrites docs/results.md and docs/startup-timeline.png (~55 min)
+# every benchmark, upstream and patched side by side; rewrites docs/results.md and docs/startup-timeline.png (about an hour)
 results: deps
 	$(PIP) -r bench/requirements.txt
+	# forky's Python 3.14 for bench/sigterm_lock.py (the root made once, several minutes on a fresh machine)
+	tests/root_python.sh setup
 	$(VENV)/bin/python bench/results.py
 
 # upstream's flake8, isort and unit suite on its master, without and with the series (docs/upstreaming.md):

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run every benchmark and write docs/results.md (and docs/startup-timeline.png) from bench/results.md.in.
 
-One command regenerates the page: ``make results`` (about 55 minutes; the reload benchmarks spend most of it waiting
+One command regenerates the page: ``make results`` (about an hour; the reload benchmarks spend most of it waiting
 for random points of a 10 s HA loop, the start+reload matrix in its 240 trials). Each benchmark's output is kept in
 docs/results/<name>.txt, so ``--only NAME`` reruns one and renders the page again with the others' last outputs. A
 benchmark that fails stops the run with one line, and the page is left as it was.
@@ -32,6 +32,11 @@ BENCHES: Dict[str, List[str]] = {
                            '--trials', '10'],
     'start_reload_matrix': [PYTHON, 'bench/start_reload_matrix.py', '--trials', '30'],
     'startup_timeline': [PYTHON, 'bench/startup_timeline.py', '--trials', '5', '--png', 'docs/startup-timeline.png'],
+    'sigterm_lock': [PYTHON, 'bench/sigterm_lock.py',
+                     '--upstream', '.venv-upstream/lib/python3.11/site-packages/patroni',
+                     '--patched', '.venv/lib/python3.11/site-packages/patroni', '--python', '/usr/bin/python3',
+                     '--python', os.path.expanduser('~/.pyenv/versions/3.13.0/bin/python3'),
+                     '--python', 'tests/root_python.sh', '--trials', '100'],
 }
 OUT = os.path.join(ROOT, 'docs', 'results')
 

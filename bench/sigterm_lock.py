@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""Count SIGTERMs whose handler deadlocks on ``_sigterm_lock``, upstream Patroni and the patched one, per Python.
+
+``AbstractPatroniDaemon.sigterm_handler`` calls ``api_sigterm``, which takes ``_sigterm_lock``; the main thread holds
+that lock in ``received_sigterm`` (read at every turn of the main loop) and in ``shutdown()``. Python runs a signal
+handler in the main thread, at the next point where the interpreter checks for signals: if that point is inside the
+``with`` block, a handler that waits for a ``threading.Lock`` held by its own thread waits for ever (and the daemon
+then ends only at the service manager's SIGKILL).
+
+Each trial starts a child with the given interpreter that imports ``patroni.daemon`` from the given package
+directory, sets up the daemon's signal handlers (``setup_signal_handlers()``, as the daemon's ``__init__`` does) and
+then does nothing but read ``received_sigterm`` in a loop, as the main loop does between HA cycles (so the window is
+hit far more often than by a daemon that spends its time waiting); the child says it is ready, the bench waits a
+random 0-10 ms and sends SIGTERM. The child either ends (the handler's ``SystemExit``) or, one second later,
+``faulthandler`` prints its stack and ends it: a stack with ``api_sigterm`` is counted as deadlocked; anything else
+fails the bench. Trials alternate between the cells.
+
+Usage: bench/sigterm_lock.py --upstream DIR --patched DIR --python PYTHON [--python PYTHON ...] [--trials 200]
+(DIR: a ``patroni`` package directory, e.g. .venv-upstream/lib/python3.11/site-packages/patroni)
+"""
+
+import argparse
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+from typing import Dict, List, Tuple
+
+CHILD = """
+import faulthandler, sys
+import patroni.daemon
+from patroni.daemon import AbstractPatroniDaemon
+
+class Daemon(AbstractPatroniDaemon):
+    def _run_cycle(self):
+        pass
+
+    def _shutdown(self):
+        pass
+
+daemon = Daemon.__new__(Daemon)
+daemon.setup_signal_handlers()
+print('ready', patroni.daemon.__file__, flush=True)
+faulthandler.dump_traceback_later(1.0, exit=True)
+while not daemon.received_sigterm:
+    pass
+"""
+
+
+def one_trial(python: List[str], path: str) -> str:
+    """One child, one SIGTERM.
+
+    :param python: the interpreter's command.
+    :param path: a directory holding the ``patroni`` package to import, and nothing else: the child's working
+        directory, first on its ``sys.path``.
+    :returns: ``ended`` or ``deadlocked``.
+    """
+    proc = subprocess.Popen(python + ['-c', CHILD], cwd=path, env=dict(os.environ, PYTHONDONTWRITEBYTECODE='1'),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    try:
+        line = proc.stdout.readline() if proc.stdout else ''
+        expected = os.path.join(os.path.realpath(os.path.join(path, 'patroni')), 'daemon.py')
+        words = line.split()
+        if words[:1] != ['ready'] or os.path.realpath(words[-1]) != expected:
+            raise RuntimeError('the child did not start with {0}: {1!r} {2}'.format(
+                expected, line, proc.stderr.read() if proc.stderr else ''))
+        time.sleep(random.uniform(0, 0.01))  # the experiment's random point, not a synchronisation
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if proc.returncode == 0:  # the handler's SystemExit
+        return 'ended'
+    if 'Timeout' in err and 'in api_sigterm' in err:  # faulthandler's stack, a second after the SIGTERM
+        return 'deadlocked'
+    raise RuntimeError('the child neither ended nor waited in api_sigterm (exit code {0}):\n{1}'.format(
+        proc.returncode, err))
+
+
+def main() -> int:
+    """Run the trials and print the counts."""
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--upstream', required=True, help="upstream's patroni package directory")
+    parser.add_argument('--patched', required=True, help='the patched patroni package directory')
+    parser.add_argument('--python', action='append', required=True, help='an interpreter (a command)')
+    parser.add_argument('--trials', type=int, default=200)
+    args = parser.parse_args()
+    # the children run in a directory of their own: an interpreter given by a relative path is taken from here
+    args.python = [os.path.abspath(python) if os.path.exists(python) else python for python in args.python]
+    with tempfile.TemporaryDirectory() as tmp:
+        sides: Dict[str, str] = {}
+        for side, package in (('upstream 4.1.5', args.upstream), ('patched', args.patched)):
+            sides[side] = os.path.join(tmp, side.split()[0])  # a directory with nothing but that package in it
+            os.mkdir(sides[side])
+            os.symlink(os.path.abspath(package), os.path.join(sides[side], 'patroni'))
+        versions: Dict[str, str] = {}
+        for python in args.python:
+            versions[python] = subprocess.check_output(
+                [python, '-c', 'import platform; print(platform.python_version())'],
+                universal_newlines=True).strip()
+        counts: Dict[Tuple[str, str], Dict[str, int]] = {}
+        for _ in range(args.trials):
+            for python in args.python:
+                for side, path in sides.items():
+                    outcome = one_trial([python], path)
+                    cell = counts.setdefault((python, side), {'ended': 0, 'deadlocked': 0})
+                    cell[outcome] += 1
+    print('SIGTERM to a daemon whose main thread reads received_sigterm in a loop, {0} trials a cell: ended, or '
+          'deadlocked (the handler waiting in api_sigterm for the lock its own thread holds)'.format(args.trials))
+    print('{0:<10} {1:<30} {2}'.format('python', 'upstream 4.1.5', 'patched'))
+    for python in args.python:
+        cells = ['ended {ended:>4}  deadlocked {deadlocked:>4}'.format(**counts[(python, side)]) for side in sides]
+        print('{0:<10} {1:<30} {2}'.format(versions[python], *cells))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
