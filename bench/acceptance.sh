@@ -11,13 +11,14 @@
 # CI makes one for behave (requirements.txt, behave, coverage, psycopg[binary]; PYTHON, default /usr/bin/python3,
 # which the user postgres can run). Then, for each DCS and each feature
 # (FEATURES="basic_replication ...", default every features/*.feature), it runs `python -m behave features/X.feature`
-# on master and then on master + series, each run alone: with upstream's environment (DCS=<dcs>, PATH starting with
+# on master and on master + series at once (each side in a work tree and namespaces of its own, both under the same
+# load), and nothing else: with upstream's environment (DCS=<dcs>, PATH starting with
 # /usr/lib/postgresql/$PG_MAJOR/bin, etcd's directory and ".", BUILD_NUMBER set as upstream's CI sets a CI variable:
 # its timeout multiplier, 5), as the user postgres (PostgreSQL refuses root), in private network and PID namespaces
 # (`unshare`; bench/acceptance_init.py is PID 1: loopback, ZooKeeper when DCS=zookeeper, reaping) so that nothing
 # on the host's ports is touched and nothing outlives the run, bounded by RUN_TIMEOUT seconds (default 700). With
-# LOCK=<file>, each run holds `flock <file>` and nothing else does. A feature whose scenarios end differently on the
-# two sides is run again, alone, on both sides (RERUNS times, default 1), to tell a flake from a difference.
+# LOCK=<file>, each pair of runs holds `flock <file>` and nothing else does. A feature whose scenarios end
+# differently on the two sides is run again on both (RERUNS times, default 1), to tell a flake from a difference.
 # RECORD_ONLY=yes runs nothing and prints the record of the runs kept so far (e.g. after a run was stopped).
 #
 # The results stay in ACCEPTANCE_DIR/results/<dcs>/<side>/<feature>.{json,log,wall,rc,output}, for the series and
@@ -125,15 +126,13 @@ run() {  # run DCS SIDE FEATURE SUFFIX: one behave run of one feature, alone
     if [ "$dcs" = zookeeper ] || [ "$dcs" = exhibitor ]; then
         zk=(--zookeeper "$(zookeeper_classpath)" --zookeeper-dir "$dir/.acceptance/zookeeper")
     fi
-    local lock=()
-    [ -z "${LOCK:-}" ] || lock=(flock "$LOCK")
     log "$dcs $side $feature$suffix ..."
     set +e
     (cd "$dir" && env -u NOTIFY_SOCKET -u WATCHDOG_USEC -u WATCHDOG_PID -u LISTEN_FDS -u LISTEN_PID \
         PATH="$WORK/bin:$VENV/bin:$PGBIN:$(dirname "$ETCD"):.:$PATH" HOME="$dir/.acceptance" \
         TMPDIR="$dir/.acceptance/tmp" \
         DCS="$dcs" BUILD_NUMBER=acceptance PYTHONDONTWRITEBYTECODE=1 \
-        "${lock[@]}" timeout -k 10 "$RUN_TIMEOUT" unshare --net --pid --fork --mount-proc --kill-child \
+        timeout -k 10 "$RUN_TIMEOUT" unshare --net --pid --fork --mount-proc --kill-child \
         "$PYTHON" "$HERE/bench/acceptance_init.py" --user "$RUN_USER" \
         --wall-file "$dir/.acceptance/wall" "${zk[@]}" -- \
         "$VENV/bin/python" -m behave --format json --outfile "$dir/.acceptance/result.json" --format plain \
@@ -148,6 +147,20 @@ run() {  # run DCS SIDE FEATURE SUFFIX: one behave run of one feature, alone
     log "$dcs $side $feature$suffix: exit $rc, $(cat "$out/$feature$suffix.wall" 2>/dev/null || echo '?') s"
 }
 
+together() {  # together DCS FEATURE SUFFIX SIDE...: the runs of the feature on those sides, at once, under LOCK
+    local dcs=$1 feature=$2 suffix=$3 side pids=() pid
+    shift 3
+    [ -z "${LOCK:-}" ] || { exec 9>"$LOCK" && flock 9; }
+    for side in "$@"; do
+        run "$dcs" "$side" "$feature" "$suffix" &
+        pids+=($!)
+    done
+    for pid in "${pids[@]}"; do
+        wait "$pid"
+    done
+    [ -z "${LOCK:-}" ] || exec 9>&-
+}
+
 [ "${RECORD_ONLY:-no}" = no ] || DCS_LIST=()  # the record of the runs kept so far, nothing run
 for dcs in "${DCS_LIST[@]}"; do
     why=$(unavailable "$dcs")
@@ -159,14 +172,15 @@ for dcs in "${DCS_LIST[@]}"; do
     fi
     rm -f "$WORK/results/$dcs/unavailable"
     for feature in "${features[@]}"; do
+        sides=()
         for side in master series; do  # a side already run is kept (remove $WORK/results/$dcs to run it again)
-            [ -e "$WORK/results/$dcs/$side/$feature.rc" ] || run "$dcs" "$side" "$feature" ""
+            [ -e "$WORK/results/$dcs/$side/$feature.rc" ] || sides+=("$side")
         done
+        [ ${#sides[@]} -eq 0 ] || together "$dcs" "$feature" "" "${sides[@]}"
         # exit 0: the scenarios end differently on the two sides
         if "$VENV/bin/python" "$HERE/bench/acceptance_report.py" --differs "$WORK" "$dcs" "$feature"; then
             for i in $(seq 1 "$RERUNS"); do
-                run "$dcs" master "$feature" ".rerun$i"
-                run "$dcs" series "$feature" ".rerun$i"
+                together "$dcs" "$feature" ".rerun$i" master series
             done
         fi
     done

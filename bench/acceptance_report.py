@@ -266,8 +266,8 @@ def record(work: str) -> List[str]:
     lines.extend(versions(work))
     lines.append('each feature in its own run of `python -m behave --format json --format plain features/<f>.feature`'
                  ' in upstream\'s tree, DCS=<dcs>, BUILD_NUMBER set (upstream\'s CI timeout multiplier 5), as postgres,'
-                 ' in private network and PID namespaces; master then master+series; a feature that differs is run'
-                 ' again on both sides (rerun N)')
+                 ' in private network and PID namespaces; master and master+series at once; a feature that differs is'
+                 ' run again on both sides (rerun N)')
     lines.append('cells: scenarios passed/failed/skipped, wall time of the behave run in seconds')
     run = os.listdir(os.path.join(work, 'results'))
     for dcs in [d for d in DEFAULT_DCS if d not in run] + sorted(run):
@@ -326,7 +326,7 @@ def record(work: str) -> List[str]:
                 n = 1
                 while os.path.exists(os.path.join(work, 'results', dcs, 'master', '{0}.rerun{1}.rc'.format(name, n))):
                     again = {side: run_of(work, dcs, side, name, '.rerun{0}'.format(n)) for side in SIDES}
-                    notes.append('    rerun {0} (feature alone): {1}'.format(n, '; '.join(
+                    notes.append('    rerun {0}: {1}'.format(n, '; '.join(
                         '{0} {1} ({2}, {3} s)'.format(LABELS[side], describe(again[side]['scenarios'], scenario),
                                                       counts(again[side]['scenarios']), again[side]['wall'])
                         for side in SIDES)))

@@ -77,7 +77,7 @@ def test_a_scenario_that_differs_is_listed_with_its_step_error_and_rerun(work: s
     text = '\n'.join(lines)
     assert '  differs: basic_replication: scenario 1\n    master: passed\n' in text
     assert '    master+series: failed at "Then {0}": {1}\n'.format(FAILED_STEP, ERROR) in text
-    assert '    rerun 1 (feature alone): master passed (2/0/1, 42.0 s); master+series passed (2/0/1, 42.0 s)' in text
+    assert '    rerun 1: master passed (2/0/1, 42.0 s); master+series passed (2/0/1, 42.0 s)' in text
     assert 'differs: none' not in text
 
 
