@@ -103,11 +103,11 @@ def test_installed_version(sdist):
     assert as_pristine(os.path.dirname(os.path.dirname(patroni.__file__)), sdist) == []
     # the runtime version stays upstream's: /metrics, the REST API and the DCS publish it, and their readers parse it
     assert out.strip() == 'patroni {0}'.format(PIN.version) == 'patroni 4.1.5'
-    assert PIN.package_version == '4.1.5+sdnotify.9'
+    assert PIN.package_version == '4.1.5+sdnotify.10'
     assert importlib.metadata.version('patroni') == PIN.package_version
     show = subprocess.run([sys.executable, '-m', 'pip', 'show', 'patroni'], stdout=subprocess.PIPE,
                           universal_newlines=True, check=True).stdout
-    assert 'Version: 4.1.5+sdnotify.9' in show.splitlines()
+    assert 'Version: 4.1.5+sdnotify.10' in show.splitlines()
 
 
 def test_metadata_equals_upstream(sdist):
@@ -220,7 +220,7 @@ def test_wheel_installs_without_git_or_network(project, tmp_path):
     subprocess.run([sys.executable, '-m', 'build', '--outdir', str(dist), str(project)], check=True,
                    stdout=subprocess.DEVNULL)
     wheels = [p for p in os.listdir(str(dist)) if p.endswith('.whl')]
-    assert wheels == ['patroni-4.1.5+sdnotify.9-py3-none-any.whl']
+    assert wheels == ['patroni-4.1.5+sdnotify.10-py3-none-any.whl']
     venv = tmp_path / 'venv'
     subprocess.run([sys.executable, '-m', 'venv', str(venv)], check=True)
     nogit = {'PATH': str(venv / 'bin'), 'PIP_NO_INDEX': '1', 'HOME': str(tmp_path)}
@@ -232,7 +232,7 @@ def test_wheel_installs_without_git_or_network(project, tmp_path):
              '"postgresql/available_parameters/0_postgres.yml")))')
     out = subprocess.run([str(venv / 'bin' / 'python'), '-c', probe], env=nogit, cwd=str(tmp_path),
                          stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
-    assert out.split() == ['4.1.5+sdnotify.9', '4.1.5', 'True']
+    assert out.split() == ['4.1.5+sdnotify.10', '4.1.5', 'True']
     assert os.access(str(venv / 'bin' / 'patroni'), os.X_OK)
 
 
