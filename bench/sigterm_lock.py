@@ -3,9 +3,10 @@
 
 ``AbstractPatroniDaemon.sigterm_handler`` calls ``api_sigterm``, which takes ``_sigterm_lock``; the main thread holds
 that lock in ``received_sigterm`` (read once per HA cycle) and, upstream, in ``shutdown()``. Python runs a signal
-handler in the main thread at its next check for signals; Python 3.14 can run it right after a ``with`` statement's
-``__enter__`` (CPython gh-148874): a handler there that waits for a ``threading.Lock`` held by its own thread waits
-for ever (and the daemon ends only at the service manager's SIGKILL).
+handler in the main thread at its next check for signals: Python 3.6 to 3.9 check between most instructions, also
+inside a ``with`` block, 3.10 to 3.13 only at calls and backward jumps, 3.14 right after a ``with`` statement's
+``__enter__`` (python/cpython#148874). A handler there that waits for a ``threading.Lock`` held by its own thread
+waits for ever (and the daemon ends only at the service manager's SIGKILL).
 
 Each trial starts a child with the given interpreter that imports ``patroni.daemon`` from the given package
 directory, sets up the daemon's signal handlers (``setup_signal_handlers()``, as the daemon's ``__init__`` does) and
@@ -46,7 +47,8 @@ class Daemon(AbstractPatroniDaemon):
 daemon = Daemon.__new__(Daemon)
 daemon.setup_signal_handlers()
 faulthandler.register(signal.SIGUSR1)
-print('ready', os.getpid(), type(daemon._sigterm_lock).__name__.capitalize(), patroni.daemon.__file__, flush=True)
+lock = type(daemon._sigterm_lock).__name__
+print('ready', os.getpid(), lock[:1].upper() + lock[1:], patroni.daemon.__file__, flush=True)
 while not daemon.received_sigterm:
     pass
 """
