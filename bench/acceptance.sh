@@ -151,13 +151,13 @@ kept() {  # kept DCS FEATURE SUFFIX: whether both sides of that run are there
     [ -e "$WORK/results/$1/master/$2$3.rc" ] && [ -e "$WORK/results/$1/series/$2$3.rc" ]
 }
 
-RUNS=()  # the runs `together` waits for: ended with the script, however it ends
+RUNS=()  # the runs `together` waits for
 kill_tree() {  # kill_tree PID: SIGTERM to PID and to its descendants, the deepest first (timeout forwards it to
     local child  # unshare, whose --kill-child ends the namespace)
     for child in $(pgrep -P "$1" || true); do kill_tree "$child"; done
     kill -TERM "$1" 2>/dev/null || true
 }
-trap 'for pid in "${RUNS[@]}"; do kill_tree "$pid"; done' EXIT
+trap 'for pid in $(pgrep -P $$ || true); do kill_tree "$pid"; done' EXIT  # every run, however far it got
 trap 'exit 130' INT TERM
 
 together() {  # together DCS FEATURE SUFFIX SIDE...: the runs of the feature on those sides, at once, under LOCK
