@@ -77,7 +77,7 @@ demo:
 	timeout $(STEP_TIMEOUT) $(VENV)/bin/python tests/demo.py
 
 # every benchmark, upstream and patched side by side; rewrites docs/results.md and docs/startup-timeline.png (~1 h)
-results: deps
+results: install deps
 	$(PIP) -r bench/requirements.txt
 	# forky's Python 3.14 for bench/sigterm_lock.py (the root made once, several minutes on a fresh machine)
 	tests/root_python.sh setup

@@ -11,8 +11,8 @@
 # CI makes one for behave (requirements.txt, behave, coverage, psycopg[binary]; PYTHON, default /usr/bin/python3,
 # which the user postgres can run). Then, for each DCS and each feature
 # (FEATURES="basic_replication ...", default every features/*.feature), it runs `python -m behave features/X.feature`
-# on master and on master + series at once (each side in a work tree and namespaces of its own, both under the same
-# load), and nothing else: with upstream's environment (DCS=<dcs>, PATH starting with
+# on master and on master + series at the same time (each side in a work tree and namespaces of its own, each the
+# other's load), and nothing else: with upstream's environment (DCS=<dcs>, PATH starting with
 # /usr/lib/postgresql/$PG_MAJOR/bin, etcd's directory and ".", BUILD_NUMBER set as upstream's CI sets a CI variable:
 # its timeout multiplier, 5), as the user postgres (PostgreSQL refuses root), in private network and PID namespaces
 # (`unshare`; bench/acceptance_init.py is PID 1: loopback, ZooKeeper when DCS=zookeeper, reaping) so that nothing
@@ -147,18 +147,39 @@ run() {  # run DCS SIDE FEATURE SUFFIX: one behave run of one feature, alone
     log "$dcs $side $feature$suffix: exit $rc, $(cat "$out/$feature$suffix.wall" 2>/dev/null || echo '?') s"
 }
 
+kept() {  # kept DCS FEATURE SUFFIX: whether both sides of that run are there
+    [ -e "$WORK/results/$1/master/$2$3.rc" ] && [ -e "$WORK/results/$1/series/$2$3.rc" ]
+}
+
+RUNS=()  # the runs `together` waits for
+kill_tree() {  # kill_tree PID: SIGTERM to PID and to its descendants, the deepest first (timeout forwards it to
+    local child  # unshare, whose --kill-child ends the namespace)
+    for child in $(pgrep -P "$1" || true); do kill_tree "$child"; done
+    kill -TERM "$1" 2>/dev/null || true
+}
+trap 'for pid in $(pgrep -P $$ || true); do kill_tree "$pid"; done' EXIT  # every run, however far it got
+trap 'exit 130' INT TERM
+
 together() {  # together DCS FEATURE SUFFIX SIDE...: the runs of the feature on those sides, at once, under LOCK
-    local dcs=$1 feature=$2 suffix=$3 side pids=() pid
+    local dcs=$1 feature=$2 suffix=$3 side pid rc=0
     shift 3
-    [ -z "${LOCK:-}" ] || { exec 9>"$LOCK" && flock 9; }
+    if [ -n "${LOCK:-}" ]; then
+        exec 9>>"$LOCK"
+        flock 9
+    fi
+    RUNS=()
     for side in "$@"; do
-        run "$dcs" "$side" "$feature" "$suffix" &
-        pids+=($!)
+        run "$dcs" "$side" "$feature" "$suffix" 9>&- &  # the lock is the script's: a run does not keep it
+        RUNS+=($!)
     done
-    for pid in "${pids[@]}"; do
-        wait "$pid"
+    for pid in "${RUNS[@]}"; do
+        wait "$pid" || rc=$?
     done
-    [ -z "${LOCK:-}" ] || exec 9>&-
+    RUNS=()
+    if [ -n "${LOCK:-}" ]; then
+        exec 9>&-
+    fi
+    return "$rc"
 }
 
 [ "${RECORD_ONLY:-no}" = no ] || DCS_LIST=()  # the record of the runs kept so far, nothing run
@@ -172,15 +193,13 @@ for dcs in "${DCS_LIST[@]}"; do
     fi
     rm -f "$WORK/results/$dcs/unavailable"
     for feature in "${features[@]}"; do
-        sides=()
-        for side in master series; do  # a side already run is kept (remove $WORK/results/$dcs to run it again)
-            [ -e "$WORK/results/$dcs/$side/$feature.rc" ] || sides+=("$side")
-        done
-        [ ${#sides[@]} -eq 0 ] || together "$dcs" "$feature" "" "${sides[@]}"
+        # a feature run on both sides is kept (remove $WORK/results/$dcs to run it again); on one side only (a run
+        # that was stopped), it runs again on both: the two sides of a row always ran at the same time
+        kept "$dcs" "$feature" "" || together "$dcs" "$feature" "" master series
         # exit 0: the scenarios end differently on the two sides
         if "$VENV/bin/python" "$HERE/bench/acceptance_report.py" --differs "$WORK" "$dcs" "$feature"; then
             for i in $(seq 1 "$RERUNS"); do
-                together "$dcs" "$feature" ".rerun$i" master series
+                kept "$dcs" "$feature" ".rerun$i" || together "$dcs" "$feature" ".rerun$i" master series
             done
         fi
     done

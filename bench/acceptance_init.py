@@ -51,9 +51,10 @@ def start_zookeeper(user: str, classpath: str, directory: str) -> 'subprocess.Po
                 .format(os.path.join(directory, 'data'), ZOOKEEPER_PORT))
     subprocess.run(['chown', '-R', user, directory], check=True)
     log = open(os.path.join(directory, 'zookeeper.log'), 'ab')
-    process = subprocess.Popen(as_user(user, ['java', '-Xmx256m', '-Dzookeeper.log.dir=' + directory,
-                                              '-cp', classpath, 'org.apache.zookeeper.server.ZooKeeperServerMain',
-                                              config]), stdout=log, stderr=subprocess.STDOUT)
+    # no /tmp/hsperfdata_<user>/<pid>: the two sides' JVMs run at the same time, with the same PID in their namespaces
+    java = ['java', '-Xmx256m', '-XX:-UsePerfData', '-Dzookeeper.log.dir=' + directory, '-cp', classpath,
+            'org.apache.zookeeper.server.ZooKeeperServerMain', config]
+    process = subprocess.Popen(as_user(user, java), stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + ZOOKEEPER_START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -266,8 +266,8 @@ def record(work: str) -> List[str]:
     lines.extend(versions(work))
     lines.append('each feature in its own run of `python -m behave --format json --format plain features/<f>.feature`'
                  ' in upstream\'s tree, DCS=<dcs>, BUILD_NUMBER set (upstream\'s CI timeout multiplier 5), as postgres,'
-                 ' in private network and PID namespaces; master and master+series at once; a feature that differs is'
-                 ' run again on both sides (rerun N)')
+                 ' in private network and PID namespaces; master and master+series at the same time (each the other\'s'
+                 ' load); a feature that differs is run again on both sides (rerun N)')
     lines.append('cells: scenarios passed/failed/skipped, wall time of the behave run in seconds')
     run = os.listdir(os.path.join(work, 'results'))
     for dcs in [d for d in DEFAULT_DCS if d not in run] + sorted(run):
