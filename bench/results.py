@@ -32,7 +32,7 @@ BENCHES: Dict[str, List[str]] = {
     'sigterm_lock': [PYTHON, 'bench/sigterm_lock.py',
                      '--upstream', '.venv-upstream/lib/python3.11/site-packages/patroni',
                      '--patched', '.venv/lib/python3.11/site-packages/patroni',
-                     *[arg for python in SIGTERM_LOCK_PYTHONS for arg in ('--python', python)], '--trials', '100'],
+                     *[arg for python in SIGTERM_LOCK_PYTHONS for arg in ('--python', python)], '--trials', '60'],
     'sighup_window': [PYTHON, 'bench/sighup_window.py', '--patched', '.venv/bin/patroni',
                       '--upstream', '.venv-upstream/bin/patroni', '--trials', '30'],
     'reload_latency': [PYTHON, 'bench/reload_latency.py', '--upstream', '.venv-upstream/bin/patroni',

@@ -13,7 +13,7 @@ directory, sets up the daemon's signal handlers (``setup_signal_handlers()``, as
 then does nothing but read ``received_sigterm`` in a loop (so the window is hit far more often than by a daemon,
 which spends its time waiting); once the child says it is ready, the bench waits a random 0-10 ms (the point of the
 signal, not a synchronisation) and sends SIGTERM. The child either ends with exit code 0 and nothing on stderr (the
-handler's ``SystemExit``), or is still there 3 s after the signal: then SIGUSR1 makes ``faulthandler`` print every
+handler's ``SystemExit``), or is still there 2 s after the signal: then SIGUSR1 makes ``faulthandler`` print every
 thread's stack, and a main thread waiting in ``api_sigterm`` is counted as deadlocked (the child is killed); anything
 else fails the bench. Trials alternate between the cells; the table names each side's lock type.
 
@@ -52,7 +52,7 @@ print('ready', os.getpid(), lock[:1].upper() + lock[1:], patroni.daemon.__file__
 while not daemon.received_sigterm:
     pass
 """
-GRACE = 3.0  # seconds from the SIGTERM to the end of a child that is not deadlocked, at most
+GRACE = 2.0  # seconds from the SIGTERM to the end of a child that is not deadlocked, at most
 
 
 def one_trial(python: str, path: str) -> Tuple[str, str]:
@@ -111,7 +111,7 @@ def main() -> int:
         for side, package in (('upstream 4.1.5', args.upstream), ('patched', args.patched)):
             sides[side] = os.path.join(tmp, side.split()[0])  # a directory with nothing but that package in it
             os.mkdir(sides[side])
-            os.symlink(os.path.abspath(package), os.path.join(sides[side], 'patroni'))
+            os.symlink(os.path.realpath(package), os.path.join(sides[side], 'patroni'))
         versions: Dict[str, str] = {}  # (an interpreter that is not there fails here, before any trial)
         for python in args.python:
             versions[python] = subprocess.check_output(
