@@ -117,7 +117,7 @@ else
     for f in "$WORK"/master/features/*.feature; do features+=("$(basename "$f" .feature)"); done
 fi
 
-run() {  # run DCS SIDE FEATURE SUFFIX: one behave run of one feature, alone
+run() {  # run DCS SIDE FEATURE SUFFIX: one behave run of one feature on one side
     local dcs=$1 side=$2 feature=$3 suffix=$4 dir=$WORK/$2 out rc zk=()
     out=$WORK/results/$dcs/$side
     mkdir -p "$out"

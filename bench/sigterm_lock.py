@@ -101,7 +101,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--upstream', required=True, help="upstream's patroni package directory")
     parser.add_argument('--patched', required=True, help='the patched patroni package directory')
-    parser.add_argument('--python', action='append', required=True, help='an interpreter (a command)')
+    parser.add_argument('--python', action='append', required=True, help='an interpreter')
     parser.add_argument('--trials', type=int, default=200)
     args = parser.parse_args()
     # the children run in a directory of their own: an interpreter given by a relative path is taken from here
