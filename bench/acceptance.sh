@@ -151,7 +151,6 @@ kept() {  # kept DCS FEATURE SUFFIX: whether both sides of that run are there
     [ -e "$WORK/results/$1/master/$2$3.rc" ] && [ -e "$WORK/results/$1/series/$2$3.rc" ]
 }
 
-RUNS=()  # the runs `together` waits for
 kill_tree() {  # kill_tree PID: SIGTERM to PID and to its descendants, the deepest first (timeout forwards it to
     local child  # unshare, whose --kill-child ends the namespace)
     for child in $(pgrep -P "$1" || true); do kill_tree "$child"; done
@@ -161,21 +160,19 @@ trap 'for pid in $(pgrep -P $$ || true); do kill_tree "$pid"; done' EXIT  # ever
 trap 'exit 130' INT TERM
 
 together() {  # together DCS FEATURE SUFFIX SIDE...: the runs of the feature on those sides, at once, under LOCK
-    local dcs=$1 feature=$2 suffix=$3 side pid rc=0
+    local dcs=$1 feature=$2 suffix=$3 side pid rc=0 pids=()
     shift 3
     if [ -n "${LOCK:-}" ]; then
         exec 9>>"$LOCK"
         flock 9
     fi
-    RUNS=()
     for side in "$@"; do
         run "$dcs" "$side" "$feature" "$suffix" 9>&- &  # the lock is the script's: a run does not keep it
-        RUNS+=($!)
+        pids+=($!)
     done
-    for pid in "${RUNS[@]}"; do
+    for pid in "${pids[@]}"; do
         wait "$pid" || rc=$?
     done
-    RUNS=()
     if [ -n "${LOCK:-}" ]; then
         exec 9>&-
     fi
