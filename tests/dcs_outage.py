@@ -44,7 +44,8 @@ def sql(harness, query):
 def joined(harness, node, status):
     """Wait until the node runs PostgreSQL and holds the leader key once etcd is back; returns its REST status."""
     wait_for(lambda: harness.etcd_get('/service/{0}/leader'.format(node.scope)) == 'node1'
-             and (status() or {}).get('state') == 'running', 90, 'the node joins once etcd is back\n' + node.tail())
+             and (status() or {}).get('state') == 'running', 90,
+             lambda: 'the node joins once etcd is back\n' + node.tail())
     return status()
 
 

@@ -22,7 +22,7 @@ import time
 import urllib.error
 import urllib.request
 
-from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple, Union
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ETCD = os.path.join(ROOT, '.cache', 'etcd', 'usr', 'bin', 'etcd')
@@ -41,15 +41,18 @@ WORKDIR_PREFIX = 'sdnotify-'
 HARNESS_WORK = os.path.join(ROOT, '.cache', 'work')
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
-    """Poll *predicate* until it returns something true; fail with *what* after *timeout* seconds."""
+def wait_for(predicate: Callable[[], Any], timeout: float, what: Union[str, Callable[[], str]],
+             interval: float = 0.02) -> Any:
+    """Poll *predicate* until it returns something true; fail with *what* after *timeout* seconds. *what* may be a
+    callable, called at the failure: a log's tail then shows how the wait ended, not how it began."""
     deadline = time.monotonic() + timeout
     while True:
         result = predicate()
         if result:
             return result
         if time.monotonic() > deadline:
-            raise AssertionError('timed out after {0}s waiting for {1}'.format(timeout, what))
+            raise AssertionError('timed out after {0}s waiting for {1}'.format(
+                timeout, what() if callable(what) else what))
         time.sleep(interval)
 
 

@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from realparts import core_dumps_piped, owner_tag, POSTGRES, ROOT, wait_for
 
@@ -426,8 +426,8 @@ class Systemd(object):
         out = self.systemctl('show', '--property=' + ','.join(properties), unit).stdout
         return dict(line.split('=', 1) for line in out.splitlines() if '=' in line)
 
-    def wait_show(self, unit: str, predicate: Callable[[Dict[str, str]], bool], timeout: float, what: str,
-                  *properties: str) -> Dict[str, str]:
+    def wait_show(self, unit: str, predicate: Callable[[Dict[str, str]], bool], timeout: float,
+                  what: Union[str, Callable[[], str]], *properties: str) -> Dict[str, str]:
         """Wait until *properties* of *unit* (``systemctl show``) satisfy *predicate*; return them."""
         def check() -> Optional[Dict[str, str]]:
             state = self.show(unit, *properties)

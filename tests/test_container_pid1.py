@@ -178,7 +178,7 @@ def test_sighup_to_pid1_is_a_reload_and_sigterm_stops_cleanly(python, parts):
     path = workdir.file('patroni.yml', json.dumps(cfg))
     container = Container(workdir, bin_dir, path)
     containers.append(container)
-    wait_for(lambda: status(cfg).get('state') == 'running', 120, 'PostgreSQL running' + container.tail())
+    wait_for(lambda: status(cfg).get('state') == 'running', 120, lambda: 'PostgreSQL running' + container.tail())
     data_dir = cfg['postgresql']['data_dir']  # type: ignore[index]
     api_port = int(cfg['restapi']['listen'].rsplit(':', 1)[1])  # type: ignore[index]
     daemon = wait_for(lambda: container.daemon(api_port), 10, 'the daemon')
@@ -192,11 +192,11 @@ def test_sighup_to_pid1_is_a_reload_and_sigterm_stops_cleanly(python, parts):
     cfg['tags'] = {'reload': 'new'}
     os.rename(workdir.file('new.yml', json.dumps(cfg)), path)
     offset = os.path.getsize(container.log)
-    wait_for(lambda: read_from(container.log, offset).count(CYCLE) >= 2, 30, 'two HA cycles' + container.tail())
+    wait_for(lambda: read_from(container.log, offset).count(CYCLE) >= 2, 30, lambda: 'two HA cycles' + container.tail())
     assert status(cfg).get('tags') == {'reload': 'start'}
 
     os.kill(container.pid1, signal.SIGHUP)
-    wait_for(lambda: status(cfg).get('tags') == {'reload': 'new'}, 30, 'the reload applied' + container.tail())
+    wait_for(lambda: status(cfg).get('tags') == {'reload': 'new'}, 30, lambda: 'the reload applied' + container.tail())
     assert container.daemon(api_port) == daemon and alive(container.pid1)
 
     os.kill(container.pid1, signal.SIGTERM)
@@ -255,7 +255,7 @@ def test_sighup_forwarded_while_the_daemon_starts(python, parts, sighup):
             if parsing(pid, slow):
                 return pid
         return None
-    daemon = wait_for(daemon_parsing, 60, 'the daemon parsing its configuration file' + container.tail())
+    daemon = wait_for(daemon_parsing, 60, lambda: 'the daemon parsing its configuration file' + container.tail())
     wait_for(lambda: catches(container.pid1, signal.SIGTERM), 10, 'PID 1 forwarding signals (its last handler)')
     os.rename(workdir.file('other.yml', json.dumps(dict(first, tags={'read': 'other'}))), path)
     assert parsing(daemon, slow), 'the daemon parsed its file before the test could change it'
@@ -269,13 +269,14 @@ def test_sighup_forwarded_while_the_daemon_starts(python, parts, sighup):
             'the window was missed: the daemon was done with its file before the SIGHUP came'
     expected = {'read': 'other' if sighup else 'first'}
     wait_for(lambda: container.proc.poll() is not None or status(first).get('state') == 'running', 120,
-             'PostgreSQL running, or the container gone' + container.tail())
+             lambda: 'PostgreSQL running, or the container gone' + container.tail())
     assert container.proc.poll() is None and alive(daemon), '{0}: the daemon died, and PID 1 with it (exit {1})'.format(
         method, container.proc.returncode) + container.tail()
-    wait_for(lambda: status(first).get('tags') == expected, 30, 'tags {0}'.format(expected) + container.tail())
+    wait_for(lambda: status(first).get('tags') == expected, 30, lambda: 'tags {0}'.format(expected) + container.tail())
     if not sighup:  # and two HA cycles later, still
         offset = os.path.getsize(container.log)
-        wait_for(lambda: read_from(container.log, offset).count(CYCLE) >= 2, 30, 'two HA cycles' + container.tail())
+        wait_for(lambda: read_from(container.log, offset).count(CYCLE) >= 2, 30,
+                 lambda: 'two HA cycles' + container.tail())
         assert status(first).get('tags') == expected
     os.kill(container.pid1, signal.SIGTERM)
     assert container.proc.wait(60) == 0, container.tail()

@@ -203,13 +203,14 @@ def test_reload_is_prompt_and_upstream_is_not(tier):
         None (seen late is still safe: the waker's second counts from its run, before the reload returned)."""
         while True:
             offset = os.path.getsize(node.log)
-            wait_for(lambda: CYCLE in read_from(node.log, offset), 30, unit + ': an HA cycle ending\n' + node.tail())
+            wait_for(lambda: CYCLE in read_from(node.log, offset), 30,
+                     lambda: unit + ': an HA cycle ending\n' + node.tail())
             if returned is None or time.monotonic() - returned >= 1:
                 return
 
     def trials(unit, node):
         wait_for(lambda: patroni_status(tier, node).get('state') == 'running', 120,
-                 unit + ' running\n' + node.tail())
+                 lambda: unit + ' running\n' + node.tail())
         returned = None
         for i in range(3):
             # upstream has no waker: the cycle after its reload (which ends its nap) begins the next nap

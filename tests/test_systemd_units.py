@@ -402,7 +402,7 @@ def test_start_and_reload_of_a_new_node(harness):
             assert start.returncode == 0 and reload.returncode == 0, (trial, start.stderr, reload.stderr)
             wait_for(lambda: patroni_status(harness).get('state') == 'running'
                      and patroni_status(harness).get('tags') == {'trial': str(trial)}, 60,
-                     'trial {0}: bootstrapped, reload applied\n{1}'.format(trial, node.tail()))
+                     lambda: 'trial {0}: bootstrapped, reload applied\n{1}'.format(trial, node.tail()))
             state = harness.show('patroni.service', 'ActiveState', 'NRestarts')
             assert state == {'ActiveState': 'active', 'NRestarts': '0'}, (trial, state, node.tail())
         finally:
@@ -420,7 +420,8 @@ def test_status_and_stop(harness):
     node.write()
     assert harness.systemctl('start', 'patroni.service').returncode == 0
     try:
-        wait_for(lambda: patroni_status(harness).get('state') == 'running', 60, 'PostgreSQL running\n' + node.tail())
+        wait_for(lambda: patroni_status(harness).get('state') == 'running', 60,
+                 lambda: 'PostgreSQL running\n' + node.tail())
         main_pid = harness.show('patroni.service', 'MainPID')['MainPID']
         text = harness.systemctl('status', 'patroni.service').stdout
         assert 'Active: active (running)' in text, text
@@ -454,7 +455,7 @@ def test_start_returns_while_the_dcs_is_down(unit_harness, watchdog):
     dcs_outage.check_bounded_start(harness, node, lambda: patroni_status(harness), watchdog=watchdog)
     warning = 'WatchdogSec=5s of the service is not longer than loop_wait + 2 * retry_timeout (12s)'
     if watchdog:
-        wait_for(lambda: warning in node.output()[offset:], 10, 'the WatchdogSec warning\n' + node.tail())
+        wait_for(lambda: warning in node.output()[offset:], 10, lambda: 'the WatchdogSec warning\n' + node.tail())
     else:
         assert 'WatchdogSec' not in node.output()[offset:], node.tail()
 
@@ -501,7 +502,7 @@ def test_watchdog_restarts_a_hung_patroni(harness):
         # the HA loop stops cycling (the whole process is stopped: nothing can ping for it)
         assert harness.run('kill', '-STOP', first['MainPID']).returncode == 0
         after = harness.wait_show('patroni.service', lambda s: s['NRestarts'] == '1' and s['ActiveState'] == 'active',
-                                  90, 'systemd restarting the hung Patroni\n' + node.tail(),
+                                  90, lambda: 'systemd restarting the hung Patroni\n' + node.tail(),
                                   'ActiveState', 'MainPID', 'NRestarts')
         assert after['MainPID'] != first['MainPID']
         wait_for(lambda: patroni_status(harness).get('state') == 'running', 60, 'the new Patroni with PostgreSQL')
@@ -530,7 +531,8 @@ def test_slow_stop_is_extended_while_postgres_works(unit_harness):
     path = dropin(harness, 'stop.conf', '[Service]\nTimeoutStopSec=3\n')
     try:
         assert harness.systemctl('start', 'patroni.service').returncode == 0
-        wait_for(lambda: patroni_status(harness).get('state') == 'running', 60, 'PostgreSQL running\n' + node.tail())
+        wait_for(lambda: patroni_status(harness).get('state') == 'running', 60,
+                 lambda: 'PostgreSQL running\n' + node.tail())
         # eight segments, switched faster than the archiver takes them (new tables each run: the test runs once a
         # sandbox on the same node): 6 left at least, a shutdown of 6 s at least (one a second), twice
         # TimeoutStopSec=; the check below asks only that it outlasted TimeoutStopSec=
@@ -575,7 +577,8 @@ def test_stop_without_progress_ends_at_the_limit(harness):
     pids = []
     try:
         assert harness.systemctl('start', 'patroni.service').returncode == 0
-        wait_for(lambda: patroni_status(harness).get('state') == 'running', 60, 'PostgreSQL running\n' + node.tail())
+        wait_for(lambda: patroni_status(harness).get('state') == 'running', 60,
+                 lambda: 'PostgreSQL running\n' + node.tail())
         pids = harness.postgres_pids(os.path.join(node.dir, 'data'))
         assert harness.run('kill', '-STOP', *pids).returncode == 0
         started = time.monotonic()
@@ -607,7 +610,8 @@ def test_a_stop_that_does_not_end_fails_with_every_thread_stack(harness):
     pids = []
     try:
         assert harness.systemctl('start', 'patroni.service').returncode == 0, node.tail()
-        wait_for(lambda: patroni_status(harness).get('state') == 'running', 60, 'PostgreSQL running\n' + node.tail())
+        wait_for(lambda: patroni_status(harness).get('state') == 'running', 60,
+                 lambda: 'PostgreSQL running\n' + node.tail())
         pid = harness.show('patroni.service', 'MainPID')['MainPID']
         offset = os.path.getsize(node.log)
         pids = harness.postgres_pids(os.path.join(node.dir, 'data'))
@@ -667,7 +671,8 @@ def end_postgres(harness, node):
 
 def leader_running(harness, node):
     wait_for(lambda: patroni_status(harness).get('state') == 'running'
-             and patroni_status(harness).get('role') == 'primary', 60, 'PostgreSQL running as primary\n' + node.tail())
+             and patroni_status(harness).get('role') == 'primary', 60,
+             lambda: 'PostgreSQL running as primary\n' + node.tail())
 
 
 @pytest.mark.parametrize('unit_harness', ['hardened'], indirect=True)
@@ -693,10 +698,10 @@ def test_watchdog_restarts_patroni_whose_ha_loop_hangs_while_it_lives(unit_harne
         assert harness.systemctl('stop', 'etcd.service').returncode == 0
         # the HA loop hangs in before_stop; the process lives and its REST API answers
         wait_for(lambda: harness.run('pgrep', '-f', os.path.basename(hang)).returncode == 0, 60,
-                 'the demote running before_stop\n' + node.tail())
+                 lambda: 'the demote running before_stop\n' + node.tail())
         assert patroni_status(harness).get('patroni'), 'the REST API answers while the HA loop hangs'
         after = harness.wait_show('patroni.service', lambda s: s['NRestarts'] == '1', 60,
-                                  'systemd restarting the hung Patroni\n' + node.tail(), 'MainPID', 'NRestarts',
+                                  lambda: 'systemd restarting the hung Patroni\n' + node.tail(), 'MainPID', 'NRestarts',
                                   'ExecMainStatus')
         assert after['MainPID'] != first['MainPID'], after
     finally:
@@ -725,9 +730,10 @@ def test_watchdog_never_kills_a_demote_whose_shutdown_works(harness):
         started = time.monotonic()
         assert harness.systemctl('stop', 'etcd.service').returncode == 0
         wait_for(lambda: 'demoted self because DCS is not accessible' in node.tail()
-                 or 'demoting self because DCS is not accessible' in node.tail(), 60, 'the demote\n' + node.tail())
+                 or 'demoting self because DCS is not accessible' in node.tail(), 60,
+                 lambda: 'the demote\n' + node.tail())
         wait_for(lambda: not os.path.exists(os.path.join(node.dir, 'data', 'postmaster.pid')), 120,
-                 'the demote\'s shutdown done\n' + node.tail())
+                 lambda: 'the demote\'s shutdown done\n' + node.tail())
         took = time.monotonic() - started
         assert took > 10, 'the demote took {0:.1f} s, not longer than WatchdogSec: proves nothing'.format(took)
         state = harness.show('patroni.service', 'MainPID', 'NRestarts', 'ActiveState')
@@ -829,7 +835,7 @@ def loaded_at(node, offset, work_mem):
                       + re.escape(work_mem) + '"', re.M)
     found = []
     wait_for(lambda: found.extend(line.findall(node.output()[offset:])) or found, 30,
-             'PostgreSQL loading work_mem ' + work_mem + '\n' + node.tail())
+             lambda: 'PostgreSQL loading work_mem ' + work_mem + '\n' + node.tail())
     when = datetime.datetime.strptime(found[0], '%Y-%m-%d %H:%M:%S.%f')
     return when.replace(tzinfo=datetime.timezone.utc).timestamp()
 
@@ -946,7 +952,7 @@ def started(systemd, unit, node, **config):
     assert result.returncode == 0, result.stderr + node.tail()
     try:
         wait_for(lambda: (systemd.http_json('http://127.0.0.1:8008/patroni') or {}).get('role') == 'primary', 60,
-                 'PostgreSQL running as primary\n' + node.tail())
+                 lambda: 'PostgreSQL running as primary\n' + node.tail())
         yield
     finally:
         systemd.systemctl('stop', unit)
@@ -1228,7 +1234,7 @@ def test_reload_waits_through_rest_api_tls_and_authentication(harness):
     write('5MB')
     try:
         assert harness.systemctl('start', 'patroni.service').returncode == 0, node.tail()
-        wait_for(lambda: show_work_mem(harness, check=False) == '5MB', 60, 'PostgreSQL running\n' + node.tail())
+        wait_for(lambda: show_work_mem(harness, check=False) == '5MB', 60, lambda: 'PostgreSQL running\n' + node.tail())
         main_pid = harness.show('patroni.service', 'MainPID')['MainPID']
         data_dir = os.path.join(node.dir, 'data')
         for i, work_mem in enumerate(('6MB', '7MB')):
@@ -1327,9 +1333,9 @@ def test_sandbox_keeps_what_postgresql_needs(unit_harness):
         assert 'database system is ready to accept connections' in read_from(os.path.join(logs, 'postgresql.log'))
         # the callback ran (as the leader started), and its denied write failed at once, saying why
         wait_for(lambda: 'on_start' in read_from(marker) or 'on_role_change' in read_from(marker), 30,
-                 'a callback ran: ' + node.tail())
+                 lambda: 'a callback ran: ' + node.tail())
         wait_for(lambda: 'the write to {0} was denied'.format(denied) in node.output()[offset:], 30,
-                 'the denied write reported: ' + node.tail())
+                 lambda: 'the denied write reported: ' + node.tail())
         assert 'Read-only file system' in node.output()[offset:], node.tail()
         assert not os.path.exists(probe)
         print('sandboxed: archive, tablespace, JIT ({0} functions), huge_pages=try, System V + POSIX shared memory, '
