@@ -274,3 +274,25 @@ def test_install_refuses_a_venv_the_service_user_cannot_reach(tmp_path):
     control = subprocess.run([sys.executable, os.path.join(ROOT, 'patchqueue.py'), 'reachable',
                               os.path.join(ROOT, '.venv'), 'postgres'], stderr=subprocess.PIPE, timeout=60)
     assert control.returncode == 0, control.stderr
+
+
+def test_the_docs_name_the_version_they_install():
+    """Every version of the package that the operators' docs name (pip's ``4.1.5+sdnotify.N``, the Debian package's
+    ``4.1.5-2+sdnotifyN``) is today's; the positive control: the forms are found, and an older one is reported."""
+    local = PIN.package_version.split('+', 1)[1]
+    form = re.compile(re.escape(PIN.version) + r'(?:\+sdnotify\.(\d+)|-\d+\+sdnotify(\d+))\b')
+
+    def stale(text):
+        return [m.group(0) for m in form.finditer(text) if 'sdnotify.' + (m.group(1) or m.group(2)) != local]
+
+    paths = ['README.md', 'docs/operating.md', 'docs/packaging.md', 'extras/startup_scripts/README.md',
+             'packaging/debian/README.Debian']
+    found = []
+    for path in paths:
+        with open(os.path.join(ROOT, path)) as f:
+            text = f.read()
+        found += form.findall(text)
+        assert stale(text) == [], path
+    assert found, 'no version named'
+    old = '{0}+sdnotify.{1} and {0}-2+sdnotify{1}'.format(PIN.version, int(local.split('.')[1]) - 1)
+    assert len(stale(old)) == 2
