@@ -49,6 +49,7 @@ PRS=(
     "reload-answer|0012-0012|+docs:0005 POST /reload {\"timeout\": N} and patronictl reload --wait answer when it is over"
     "ready-contract|0013-0014|+docs:0006 READY=1 for the configuration on disk, and at the latest after loop_wait + 2 * retry_timeout"
     "config-whole|0015-0015|PostgreSQL's configuration files replaced whole (temporary file, rename), never read in part"
+    "sigterm-lock|0016-0016|the lock of the SIGTERM handler reentrant (a SIGTERM could hang Patroni on Python 3.6-3.9, 3.14)"
 )
 
 author=${PR_AUTHOR:-}

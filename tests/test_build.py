@@ -103,11 +103,11 @@ def test_installed_version(sdist):
     assert as_pristine(os.path.dirname(os.path.dirname(patroni.__file__)), sdist) == []
     # the runtime version stays upstream's: /metrics, the REST API and the DCS publish it, and their readers parse it
     assert out.strip() == 'patroni {0}'.format(PIN.version) == 'patroni 4.1.5'
-    assert PIN.package_version == '4.1.5+sdnotify.9'
+    assert PIN.package_version == '4.1.5+sdnotify.10'
     assert importlib.metadata.version('patroni') == PIN.package_version
     show = subprocess.run([sys.executable, '-m', 'pip', 'show', 'patroni'], stdout=subprocess.PIPE,
                           universal_newlines=True, check=True).stdout
-    assert 'Version: 4.1.5+sdnotify.9' in show.splitlines()
+    assert 'Version: 4.1.5+sdnotify.10' in show.splitlines()
 
 
 def test_metadata_equals_upstream(sdist):
@@ -220,7 +220,7 @@ def test_wheel_installs_without_git_or_network(project, tmp_path):
     subprocess.run([sys.executable, '-m', 'build', '--outdir', str(dist), str(project)], check=True,
                    stdout=subprocess.DEVNULL)
     wheels = [p for p in os.listdir(str(dist)) if p.endswith('.whl')]
-    assert wheels == ['patroni-4.1.5+sdnotify.9-py3-none-any.whl']
+    assert wheels == ['patroni-4.1.5+sdnotify.10-py3-none-any.whl']
     venv = tmp_path / 'venv'
     subprocess.run([sys.executable, '-m', 'venv', str(venv)], check=True)
     nogit = {'PATH': str(venv / 'bin'), 'PIP_NO_INDEX': '1', 'HOME': str(tmp_path)}
@@ -232,7 +232,7 @@ def test_wheel_installs_without_git_or_network(project, tmp_path):
              '"postgresql/available_parameters/0_postgres.yml")))')
     out = subprocess.run([str(venv / 'bin' / 'python'), '-c', probe], env=nogit, cwd=str(tmp_path),
                          stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
-    assert out.split() == ['4.1.5+sdnotify.9', '4.1.5', 'True']
+    assert out.split() == ['4.1.5+sdnotify.10', '4.1.5', 'True']
     assert os.access(str(venv / 'bin' / 'patroni'), os.X_OK)
 
 
@@ -274,3 +274,25 @@ def test_install_refuses_a_venv_the_service_user_cannot_reach(tmp_path):
     control = subprocess.run([sys.executable, os.path.join(ROOT, 'patchqueue.py'), 'reachable',
                               os.path.join(ROOT, '.venv'), 'postgres'], stderr=subprocess.PIPE, timeout=60)
     assert control.returncode == 0, control.stderr
+
+
+def test_the_docs_name_the_version_they_install():
+    """Every version of the package that the operators' docs name (pip's ``4.1.5+sdnotify.N``, the Debian package's
+    ``4.1.5-2+sdnotifyN``) is today's; the positive control: the forms are found, and an older one is reported."""
+    local = PIN.package_version.split('+', 1)[1]
+    form = re.compile(re.escape(PIN.version) + r'(?:\+sdnotify\.(\d+)|-\d+\+sdnotify(\d+))\b')
+
+    def stale(text):
+        return [m.group(0) for m in form.finditer(text) if 'sdnotify.' + (m.group(1) or m.group(2)) != local]
+
+    paths = ['README.md', 'docs/operating.md', 'docs/packaging.md', 'extras/startup_scripts/README.md',
+             'packaging/debian/README.Debian']
+    found = []
+    for path in paths:
+        with open(os.path.join(ROOT, path)) as f:
+            text = f.read()
+        found += form.findall(text)
+        assert stale(text) == [], path
+    assert found, 'no version named'
+    old = '{0}+sdnotify.{1} and {0}-2+sdnotify{1}'.format(PIN.version, int(local.split('.')[1]) - 1)
+    assert len(stale(old)) == 2

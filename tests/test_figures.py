@@ -50,9 +50,10 @@ def figures(text: str) -> Iterator[Tuple[str, str]]:
 
 
 def records() -> str:
-    """The benchmarks' records (docs/results/*.txt of bench/results.py), concatenated."""
+    """The benchmarks' records (docs/results/*.txt of bench/results.py) and the acceptance records (their wall
+    times), concatenated."""
     text = ''
-    for name in sorted(results_py.BENCHES):
+    for name in sorted(results_py.BENCHES) + ['acceptance', 'acceptance-quorum_commit']:
         with open(os.path.join(ROOT, 'docs', 'results', name + '.txt')) as f:
             text += f.read()
     return text

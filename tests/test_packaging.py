@@ -524,6 +524,8 @@ def test_rpm_requires_files_and_scriptlets(rpm_built):
     pin = patchqueue.Pin(ROOT)
     release = rpm_query(rpm_built, '--queryformat', '%{VERSION}-%{RELEASE}')
     assert release == '{0}-0.{1}'.format(pin.version, pin.local)
+    # rpm -q --changelog tells an operator what this release changed: its first entry is this release's
+    assert rpm_query(rpm_built, '--changelog').split('\n')[0].endswith(' - ' + release)
     requires = rpm_query(rpm_built, '--requires').split('\n')
     names = {r.split()[0] for r in requires if r}
     assert {'python3-psutil', 'python3-pyyaml', 'python3-ydiff', 'python3-psycopg2'} <= names, requires
